@@ -1,0 +1,142 @@
+//! The child's pipes, one named thread each:
+//! - `child-in` writes queued lines to stdin and flushes when the queue is empty; it ends (and
+//!   closes stdin) when every sender is dropped;
+//! - `child-out` reads stdout lines (capped) and hands them to the sink; at EOF it waits for the
+//!   exit status and reports it;
+//! - `child-err` logs stderr lines, prefixed with the server's name;
+//! - `child-wait` reaps the process and records its status.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{debug, info, warn};
+
+use super::spawn::Spawned;
+use super::{ChildProcess, LineSink};
+use crate::framing::{Line, LineReader};
+use crate::limits;
+
+pub fn start(
+    spawned: Spawned,
+    label: &str,
+    stdin_rx: Receiver<String>,
+    exited_tx: Sender<()>,
+    status: Arc<Mutex<Option<ExitStatus>>>,
+    process: Arc<ChildProcess>,
+    sink: impl LineSink,
+) -> std::io::Result<()> {
+    let mut child = spawned.child;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+
+    let name = label.to_string();
+    thread::Builder::new()
+        .name("child-in".into())
+        .spawn(move || write_stdin(stdin, stdin_rx, &name))?;
+
+    let name = label.to_string();
+    thread::Builder::new()
+        .name("child-err".into())
+        .spawn(move || log_stderr(stderr, &name))?;
+
+    thread::Builder::new()
+        .name("child-wait".into())
+        .spawn(move || {
+            let result = child.wait();
+            if let Ok(s) = result {
+                *status.lock().expect("status lock") = Some(s);
+            }
+            // Dropping the sender wakes every waiter: the child is reaped.
+            drop(exited_tx);
+        })?;
+
+    let name = label.to_string();
+    thread::Builder::new()
+        .name("child-out".into())
+        .spawn(move || read_stdout(stdout, &name, &process, sink))?;
+    Ok(())
+}
+
+fn write_stdin(stdin: std::process::ChildStdin, rx: Receiver<String>, label: &str) {
+    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        // Write everything already queued, then flush once.
+        while let Some(line) = next {
+            if let Err(e) = crate::framing::write_line(&mut out, &line) {
+                debug!("server {label:?}: stdin closed: {e}");
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            debug!("server {label:?}: stdin closed: {e}");
+            return;
+        }
+    }
+    // Every sender is gone: dropping `out` closes the child's stdin, its cue to exit.
+}
+
+fn read_stdout(
+    stdout: std::process::ChildStdout,
+    label: &str,
+    process: &ChildProcess,
+    sink: impl LineSink,
+) {
+    let mut reader = LineReader::new(
+        BufReader::with_capacity(64 * 1024, stdout),
+        limits::MAX_MESSAGE_BYTES,
+    );
+    loop {
+        match reader.next_line() {
+            Ok(Some(Line::Text(line))) => sink.line(line),
+            Ok(Some(Line::TooLong(n))) => warn!(
+                "server {label:?}: dropped a {n}-byte stdout line (limit {} bytes)",
+                limits::MAX_MESSAGE_BYTES
+            ),
+            Ok(Some(Line::NotUtf8)) => {
+                warn!("server {label:?}: dropped a stdout line that is not UTF-8")
+            }
+            Ok(None) => break,
+            Err(e) => {
+                warn!("server {label:?}: reading stdout: {e}");
+                break;
+            }
+        }
+    }
+    // stdout is closed; the exit status follows shortly unless the child closed stdout and
+    // kept running, which makes it useless to us: kill it.
+    let exit = match process.wait_exit(limits::CHILD_STOP_GRACE) {
+        Some(how) => how,
+        None => {
+            warn!(
+                "server {label:?}: closed stdout but still runs; killing pid {}",
+                process.pid
+            );
+            process.kill();
+            process
+                .wait_exit(limits::CHILD_STOP_GRACE)
+                .unwrap_or_else(|| "closed stdout".into())
+        }
+    };
+    sink.closed(exit);
+}
+
+fn log_stderr(stderr: std::process::ChildStderr, label: &str) {
+    let mut reader = LineReader::new(BufReader::new(stderr), 64 * 1024);
+    loop {
+        match reader.next_line() {
+            // Debug-quoted: the child's text cannot forge our log lines.
+            Ok(Some(Line::Text(line))) => {
+                info!("[{label}] {}", crate::logging::escape_control(&line))
+            }
+            Ok(Some(Line::TooLong(n))) => info!("[{label}] <{n} bytes of stderr>"),
+            Ok(Some(Line::NotUtf8)) => info!("[{label}] <non-UTF-8 stderr line>"),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}

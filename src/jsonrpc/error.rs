@@ -1,0 +1,35 @@
+//! The JSON-RPC errors the proxy answers with itself, and their codes.
+
+use super::quote;
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+/// Implementation-defined server error range (-32000 to -32099): the server behind us is gone.
+pub const SERVER_UNAVAILABLE: i64 = -32000;
+/// The request was cancelled (the LSP code, used by MCP SDKs).
+pub const REQUEST_CANCELLED: i64 = -32800;
+
+/// An error response. `id` is raw JSON text (`null` when the request's id is unknown).
+pub fn response(id: &str, code: i64, message: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{}}}}}"#,
+        quote(message)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_is_valid_json() {
+        let text = response("\"a\"", INVALID_REQUEST, "bad \"thing\"\n");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["id"], "a");
+        assert_eq!(v["error"]["code"], -32600);
+        assert_eq!(v["error"]["message"], "bad \"thing\"\n");
+    }
+}

@@ -1,0 +1,334 @@
+//! Server mode: stdio children served over HTTP.
+//!
+//! 1. Every configured server's child is started at once, in parallel ([`Mux::start`]).
+//! 2. The listener opens right away; a request for a server still starting waits for it
+//!    (bounded), a server that failed answers 503.
+//! 3. `dispatch` takes requests from tiny_http and hands each to a thread of its own, which
+//!    routes it by path: `/status`, then `[/servers/NAME]/{mcp,sse,messages/}`.
+//! 4. On SIGINT/SIGTERM: stop accepting, end open streams, stop every child, exit 0.
+//!
+//! This module parses no JSON; `streamable` and `sse` do, through `jsonrpc::Envelope`.
+
+mod guard;
+mod respond;
+mod sse;
+mod status;
+mod streamable;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use log::{debug, error, info, warn};
+use tiny_http::{Method, Request};
+
+use crate::config::ServerSettings;
+use crate::error::Error;
+use crate::limits;
+use crate::mux::{Mux, Refused};
+use crate::shutdown::Shutdown;
+use guard::{Guard, Verdict};
+use respond::Extra;
+
+/// Everything a request handler reads. Immutable once serving, but for the counters.
+pub struct App {
+    servers: Vec<Arc<Mux>>,
+    default: Option<usize>,
+    named: HashMap<String, usize>,
+    stateless: bool,
+    guard: Guard,
+    /// Legacy SSE streams open, over all servers (`/status`).
+    active_sse: AtomicUsize,
+    /// Milliseconds since the epoch of the last `/sse` connect or `/mcp` request.
+    last_activity: AtomicU64,
+    shutdown: Shutdown,
+}
+
+impl App {
+    fn touch(&self) {
+        self.last_activity.store(now_millis(), Ordering::Relaxed);
+    }
+}
+
+pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
+    let servers: Vec<Arc<Mux>> = settings.servers.into_iter().map(Mux::new).collect();
+    for mux in &servers {
+        mux.start();
+    }
+    let (listener, addr) = bind(&settings.host, settings.port)?;
+    let http = tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Bind {
+        addr: addr.to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let http = Arc::new(http);
+
+    let mut default = None;
+    let mut named = HashMap::new();
+    for (i, mux) in servers.iter().enumerate() {
+        if mux.is_default() {
+            default = Some(i);
+        } else {
+            named.insert(mux.label.clone(), i);
+        }
+    }
+    let app = Arc::new(App {
+        guard: Guard::new(
+            settings.allow_origins,
+            &settings.expose_headers,
+            addr.ip().is_loopback(),
+        ),
+        servers,
+        default,
+        named,
+        stateless: settings.stateless,
+        active_sse: AtomicUsize::new(0),
+        last_activity: AtomicU64::new(now_millis()),
+        shutdown: shutdown.clone(),
+    });
+    announce(&app, addr);
+
+    // The dispatch loop blocks in recv(); unblock() is its documented wake-up.
+    let waker = {
+        let http = http.clone();
+        let shutdown = shutdown.clone();
+        thread::Builder::new()
+            .name("shutdown".into())
+            .spawn(move || {
+                shutdown.wait();
+                http.unblock();
+            })
+            .map_err(|e| Error::io("starting a thread", e))?
+    };
+    dispatch(&app, &http);
+    let _ = waker.join(); // it only waits and unblocks; it cannot have panicked meaningfully.
+
+    info!("shutting down: stopping {} server(s)", app.servers.len());
+    thread::scope(|scope| {
+        for mux in &app.servers {
+            scope.spawn(move || mux.stop());
+        }
+    });
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// Binds the listener ourselves to set TCP_NODELAY, which accepted sockets inherit on Linux:
+/// an SSE event is one small write and must not wait for the previous one's ACK (Nagle).
+fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), Error> {
+    let ip: IpAddr = match host {
+        // No resolver needed for the usual names: a bare container has no /etc/hosts.
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        h => match h.trim_matches(|c| c == '[' || c == ']').parse() {
+            Ok(ip) => ip,
+            Err(_) => (h, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .map(|a| a.ip())
+                .ok_or_else(|| Error::Bind {
+                    addr: format!("{h}:{port}"),
+                    source: std::io::Error::other("cannot resolve host"),
+                })?,
+        },
+    };
+    let wanted = SocketAddr::new(ip, port);
+    let listener = TcpListener::bind(wanted).map_err(|source| Error::Bind {
+        addr: wanted.to_string(),
+        source,
+    })?;
+    set_nodelay(&listener);
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    Ok((listener, addr))
+}
+
+fn set_nodelay(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a pointer to an int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        warn!(
+            "cannot set TCP_NODELAY: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn announce(app: &App, addr: SocketAddr) {
+    let base = format!("http://{addr}");
+    info!(
+        "mcp-proxy {} listening on {base}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut lines = Vec::new();
+    if let Some(i) = app.default {
+        lines.push((app.servers[i].label.clone(), base.clone()));
+    }
+    let mut named: Vec<_> = app.named.iter().collect();
+    named.sort_by_key(|(_, i)| **i);
+    for (name, _) in named {
+        lines.push((name.clone(), format!("{base}/servers/{name}")));
+    }
+    for (name, prefix) in lines {
+        info!("  - {name}: {prefix}/mcp (Streamable HTTP), {prefix}/sse (SSE)");
+    }
+    info!("  - status: {base}/status");
+}
+
+fn dispatch(app: &Arc<App>, http: &tiny_http::Server) {
+    loop {
+        let rq = match http.recv() {
+            Ok(rq) => rq,
+            Err(e) => {
+                if app.shutdown.is_set() {
+                    return;
+                }
+                debug!("accept: {e}");
+                continue;
+            }
+        };
+        if app.shutdown.is_set() {
+            respond::text(rq, 503, "Shutting down", &[]);
+            return;
+        }
+        let app = app.clone();
+        let spawned = thread::Builder::new()
+            .name("http".into())
+            .stack_size(limits::HANDLER_STACK_BYTES)
+            .spawn(move || handle(&app, rq));
+        if let Err(e) = spawned {
+            // The request went down with the closure; tiny_http answers it 500.
+            error!("cannot start a request thread: {e}");
+        }
+    }
+}
+
+/// Where a path leads.
+enum Route {
+    Status,
+    Mcp(usize),
+    Sse(usize, String),
+    Messages(usize),
+    NotFound,
+}
+
+fn route(app: &App, path: &str) -> Route {
+    if path == "/status" {
+        return Route::Status;
+    }
+    let (index, prefix, rest) = match path.strip_prefix("/servers/") {
+        Some(tail) => {
+            let (name, rest) = match tail.find('/') {
+                Some(i) => (&tail[..i], &tail[i..]),
+                None => (tail, ""),
+            };
+            match app.named.get(name) {
+                Some(i) => (*i, format!("/servers/{name}"), rest),
+                None => return Route::NotFound,
+            }
+        }
+        None => match app.default {
+            Some(i) => (i, String::new(), path),
+            None => return Route::NotFound,
+        },
+    };
+    if rest == "/mcp" || rest.starts_with("/mcp/") {
+        Route::Mcp(index)
+    } else if rest == "/sse" {
+        Route::Sse(index, prefix)
+    } else if rest.starts_with("/messages/") {
+        Route::Messages(index)
+    } else {
+        Route::NotFound
+    }
+}
+
+fn handle(app: &App, rq: Request) {
+    let verdict = app.guard.check(
+        rq.method(),
+        respond::request_header(&rq, "Host"),
+        respond::request_header(&rq, "Origin"),
+        respond::request_header(&rq, "Access-Control-Request-Method"),
+        respond::request_header(&rq, "Access-Control-Request-Headers"),
+    );
+    let extra = match verdict {
+        Verdict::Allow(extra) => extra,
+        Verdict::Preflight(200, headers) => return respond::empty(rq, 200, &headers),
+        Verdict::Preflight(status, headers) => {
+            return respond::text(rq, status, "Disallowed CORS origin", &headers);
+        }
+        Verdict::Forbidden(why) => {
+            warn!(
+                "refused {} {}: {why}",
+                rq.method(),
+                crate::logging::escape_control(rq.url())
+            );
+            return respond::rpc_error(rq, 403, crate::jsonrpc::error::INVALID_REQUEST, why, &[]);
+        }
+    };
+    let url = rq.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    match route(app, path) {
+        Route::Status => status::handle(app, rq, &extra),
+        Route::Mcp(i) => {
+            app.touch();
+            streamable::handle(app, &app.servers[i], rq, &extra)
+        }
+        Route::Sse(i, prefix) => {
+            if matches!(rq.method(), Method::Get | Method::Head) {
+                app.touch();
+                sse::stream(app, &app.servers[i], rq, &prefix, &extra)
+            } else {
+                method_not_allowed(rq, "GET, HEAD", &extra)
+            }
+        }
+        Route::Messages(i) => {
+            if *rq.method() == Method::Post {
+                sse::post(&app.servers[i], rq, query, &extra)
+            } else {
+                method_not_allowed(rq, "POST", &extra)
+            }
+        }
+        Route::NotFound => respond::text(rq, 404, "Not Found", &extra),
+    }
+}
+
+fn method_not_allowed(rq: Request, allow: &str, extra: &Extra) {
+    let mut headers = extra.clone();
+    headers.push(respond::header("Allow", allow));
+    respond::text(rq, 405, "Method Not Allowed", &headers);
+}
+
+/// Waits (bounded) for a server still starting; `Err` answers 503 for a server that failed.
+fn ready(mux: &Mux) -> Result<(), Refused> {
+    mux.wait_ready(limits::CHILD_INIT_TIMEOUT)
+}
+
+/// The HTTP status for a refusal of the mux.
+fn status_of(refused: &Refused) -> u16 {
+    match refused {
+        Refused::UnknownSession => 404,
+        Refused::Unavailable(_) | Refused::Busy | Refused::TooManySessions => 503,
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}

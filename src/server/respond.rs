@@ -1,0 +1,166 @@
+//! Answering a `tiny_http::Request`: plain responses, JSON-RPC error bodies, and SSE streams
+//! that own the socket and flush every event (tiny_http's chunked `Response` would sit in a
+//! buffer). Every path ends in an explicit response; an automatic 500 would mean a bug here.
+
+use std::io::{self, Read, Write};
+
+use log::debug;
+use tiny_http::{Header, Request, Response};
+
+use crate::jsonrpc::error as rpc;
+use crate::sse::encode;
+
+/// Extra headers every response of one request carries (CORS).
+pub type Extra = Vec<Header>;
+
+pub fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|_| Header::from_bytes("X-Invalid-Header", "1").expect("valid header"))
+}
+
+/// The value of request header `name` (case-insensitive), if present.
+pub fn request_header<'a>(rq: &'a Request, name: &str) -> Option<&'a str> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+pub fn send(rq: Request, status: u16, content_type: Option<&str>, body: Vec<u8>, extra: &[Header]) {
+    let mut response = Response::from_data(body).with_status_code(status);
+    if let Some(ct) = content_type {
+        response.add_header(header("Content-Type", ct));
+    }
+    for h in extra {
+        response.add_header(h.clone());
+    }
+    if let Err(e) = rq.respond(response) {
+        debug!("response not delivered: {e}");
+    }
+}
+
+pub fn text(rq: Request, status: u16, body: &str, extra: &[Header]) {
+    send(
+        rq,
+        status,
+        Some("text/plain; charset=utf-8"),
+        body.as_bytes().to_vec(),
+        extra,
+    );
+}
+
+pub fn json(rq: Request, status: u16, body: &str, extra: &[Header]) {
+    send(
+        rq,
+        status,
+        Some("application/json"),
+        body.as_bytes().to_vec(),
+        extra,
+    );
+}
+
+/// An HTTP error whose body is a JSON-RPC error without an id.
+pub fn rpc_error(rq: Request, status: u16, code: i64, message: &str, extra: &[Header]) {
+    json(rq, status, &rpc::response("null", code, message), extra);
+}
+
+pub fn empty(rq: Request, status: u16, extra: &[Header]) {
+    send(rq, status, None, Vec::new(), extra);
+}
+
+/// Why a body could not be read.
+pub enum BodyError {
+    TooLarge,
+    Io(io::Error),
+}
+
+/// Reads the request body, refusing more than `max` bytes before buffering them.
+pub fn read_body(rq: &mut Request, max: usize) -> Result<Vec<u8>, BodyError> {
+    if rq.body_length().is_some_and(|n| n > max) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(max));
+    rq.as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(BodyError::Io)?;
+    if body.len() > max {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(body)
+}
+
+/// An open SSE response. Owns the socket; each event is one chunk, flushed at once.
+pub struct SseStream {
+    out: Box<dyn Write + Send>,
+    chunked: bool,
+    buf: Vec<u8>,
+}
+
+impl SseStream {
+    /// Writes the response head. HTTP/1.0 clients get a close-delimited body.
+    pub fn start(rq: Request, extra: &[Header]) -> io::Result<SseStream> {
+        let chunked = rq.http_version() >= &tiny_http::HTTPVersion(1, 1);
+        let mut head = String::from(
+            "HTTP/1.1 200 OK\r\n\
+             Content-Type: text/event-stream\r\n\
+             Cache-Control: no-cache, no-transform\r\n\
+             X-Accel-Buffering: no\r\n",
+        );
+        head.push_str(if chunked {
+            "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
+        } else {
+            "Connection: close\r\n"
+        });
+        for h in extra {
+            head.push_str(&format!("{}: {}\r\n", h.field, h.value));
+        }
+        head.push_str("\r\n");
+        let mut out = rq.into_writer();
+        out.write_all(head.as_bytes())?;
+        out.flush()?;
+        Ok(SseStream {
+            out,
+            chunked,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    pub fn message(&mut self, id: Option<&str>, json: &str) -> io::Result<()> {
+        self.emit(|buf| encode::message(buf, id, json))
+    }
+
+    pub fn event(&mut self, name: &str, data: &str) -> io::Result<()> {
+        self.emit(|buf| encode::event(buf, Some(name), None, data))
+    }
+
+    pub fn comment(&mut self, text: &str) -> io::Result<()> {
+        self.emit(|buf| encode::comment(buf, text))
+    }
+
+    /// Encodes into the reusable buffer, then writes it as one chunk and flushes.
+    fn emit(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
+        self.buf.clear();
+        if self.chunked {
+            // Room for the chunk-size line, filled in below once the length is known.
+            self.buf.extend_from_slice(b"00000000\r\n");
+        }
+        encode(&mut self.buf)?;
+        if self.chunked {
+            let len = self.buf.len() - 10;
+            let size = format!("{len:08x}");
+            self.buf[..8].copy_from_slice(size.as_bytes());
+            self.buf.extend_from_slice(b"\r\n");
+        }
+        self.out.write_all(&self.buf)?;
+        self.out.flush()
+    }
+
+    /// Ends the body (the connection stays usable for the next request).
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.chunked {
+            self.out.write_all(b"0\r\n\r\n")?;
+        }
+        self.out.flush()
+    }
+}

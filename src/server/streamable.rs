@@ -1,0 +1,375 @@
+//! Streamable HTTP at `/mcp` (2025-03-26 … 2025-11-25, spec sections E–H):
+//! - POST: one message. A request is answered as SSE when the client accepts it (related
+//!   progress, log lines and server requests ride on the stream, then the response), else as
+//!   one JSON body; notifications and responses get 202.
+//! - `Mcp-Session-Id` is issued on `initialize`; missing → 400, unknown or deleted → 404.
+//! - GET opens the session's stream for unrelated messages (one at a time: 409);
+//!   DELETE ends the session. `--stateless`: no sessions; GET and DELETE get 405.
+
+use crossbeam_channel::select;
+use log::debug;
+use tiny_http::{Method, Request};
+
+use super::respond::{self, BodyError, Extra, SseStream, header, request_header};
+use super::{App, ready, status_of};
+use crate::jsonrpc::{self, Envelope, Kind, error as rpc};
+use crate::limits;
+use crate::mux::{Mux, Outbound, Reply, SessionId, StreamTx};
+
+pub fn handle(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
+    match rq.method() {
+        Method::Post => post(app, mux, rq, extra),
+        Method::Get if !app.stateless => get(app, mux, rq, extra),
+        Method::Delete if !app.stateless => delete(mux, rq, extra),
+        Method::Get | Method::Delete => not_allowed(rq, "POST", extra),
+        _ => not_allowed(
+            rq,
+            if app.stateless {
+                "POST"
+            } else {
+                "GET, POST, DELETE"
+            },
+            extra,
+        ),
+    }
+}
+
+fn not_allowed(rq: Request, allow: &str, extra: &Extra) {
+    let mut headers = extra.clone();
+    headers.push(header("Allow", allow));
+    respond::rpc_error(
+        rq,
+        405,
+        rpc::INVALID_REQUEST,
+        "Method Not Allowed",
+        &headers,
+    );
+}
+
+/// What the client's `Accept` lets us answer with.
+struct Accepts {
+    json: bool,
+    sse: bool,
+}
+
+fn accepts(rq: &Request) -> Accepts {
+    let Some(accept) = request_header(rq, "Accept") else {
+        // No Accept header means anything (RFC 9110); answer with plain JSON.
+        return Accepts {
+            json: true,
+            sse: false,
+        };
+    };
+    let mut a = Accepts {
+        json: false,
+        sse: false,
+    };
+    for item in accept.split(',') {
+        let media = item
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "application/json" | "application/*" => a.json = true,
+            "text/event-stream" => a.sse = true,
+            "*/*" => a.json = true,
+            _ => {}
+        }
+    }
+    a
+}
+
+fn is_json_content_type(rq: &Request) -> bool {
+    request_header(rq, "Content-Type").is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+/// The session a request names, checked against the mux.
+fn session_of(rq: &Request, mux: &Mux) -> Result<SessionId, (u16, &'static str)> {
+    let Some(raw) = request_header(rq, "Mcp-Session-Id") else {
+        return Err((400, "Bad Request: Missing session ID"));
+    };
+    match SessionId::parse(raw.trim()) {
+        Some(id) if mux.has_session(id) => Ok(id),
+        _ => Err((404, "Session not found")),
+    }
+}
+
+fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
+    let accept = accepts(&rq);
+    if !accept.json && !accept.sse {
+        return respond::rpc_error(
+            rq,
+            406,
+            rpc::INVALID_REQUEST,
+            "Not Acceptable: Client must accept application/json or text/event-stream",
+            extra,
+        );
+    }
+    if !is_json_content_type(&rq) {
+        return respond::rpc_error(
+            rq,
+            415,
+            rpc::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+            extra,
+        );
+    }
+    if let Some(version) = request_header(&rq, "MCP-Protocol-Version")
+        && !jsonrpc::SUPPORTED_VERSIONS.contains(&version.trim())
+    {
+        let message = format!(
+            "Bad Request: Unsupported protocol version: {version}. Supported versions: {}",
+            jsonrpc::SUPPORTED_VERSIONS.join(", ")
+        );
+        return respond::rpc_error(rq, 400, rpc::INVALID_REQUEST, &message, extra);
+    }
+    let body = match respond::read_body(&mut rq, limits::MAX_MESSAGE_BYTES) {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            log::warn!(
+                "refused a body over {} bytes (413)",
+                limits::MAX_MESSAGE_BYTES
+            );
+            return respond::rpc_error(
+                rq,
+                413,
+                rpc::INVALID_REQUEST,
+                &format!(
+                    "Payload Too Large: the limit is {} bytes",
+                    limits::MAX_MESSAGE_BYTES
+                ),
+                extra,
+            );
+        }
+        Err(BodyError::Io(e)) => {
+            debug!("reading a request body: {e}");
+            return respond::rpc_error(rq, 400, rpc::PARSE_ERROR, "Could not read the body", extra);
+        }
+    };
+    let Ok(text) = String::from_utf8(body) else {
+        return respond::rpc_error(
+            rq,
+            400,
+            rpc::PARSE_ERROR,
+            "Parse error: body is not UTF-8",
+            extra,
+        );
+    };
+    let env = match Envelope::parse(&text) {
+        Ok(env) => env,
+        Err(invalid) => {
+            return respond::rpc_error(rq, 400, invalid.code(), &invalid.message(), extra);
+        }
+    };
+    if let Err(refused) = ready(mux) {
+        return respond::rpc_error(
+            rq,
+            503,
+            rpc::SERVER_UNAVAILABLE,
+            &refused.to_string(),
+            extra,
+        );
+    }
+
+    // Which session: a new one for `initialize` (or every message when stateless).
+    let is_initialize = env.kind == Kind::Request && env.method() == "initialize";
+    let has_header = request_header(&rq, "Mcp-Session-Id").is_some();
+    let (session, transient) = if app.stateless || (is_initialize && !has_header) {
+        match mux.open_session(false, None) {
+            Ok(id) => (id, app.stateless),
+            Err(refused) => {
+                let status = status_of(&refused);
+                return respond::rpc_error(
+                    rq,
+                    status,
+                    rpc::SERVER_UNAVAILABLE,
+                    &refused.to_string(),
+                    extra,
+                );
+            }
+        }
+    } else {
+        match session_of(&rq, mux) {
+            Ok(id) => (id, false),
+            Err((status, message)) => {
+                return respond::rpc_error(rq, status, rpc::INVALID_REQUEST, message, extra);
+            }
+        }
+    };
+    let mut headers = extra.clone();
+    if is_initialize && !app.stateless {
+        headers.push(header("Mcp-Session-Id", &session.to_string()));
+    }
+
+    if env.kind != Kind::Request {
+        match mux.client_message(session, &text, &env, None) {
+            Ok(()) => respond::empty(rq, 202, &headers),
+            Err(refused) => respond::rpc_error(
+                rq,
+                status_of(&refused),
+                rpc::SERVER_UNAVAILABLE,
+                &refused.to_string(),
+                &headers,
+            ),
+        }
+        if transient {
+            mux.close_session(session, "stateless request done");
+        }
+        return;
+    }
+
+    // `initialize` is answered from the cache at once: plain JSON is enough.
+    let stream = accept.sse && !is_initialize;
+    let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
+    let reply = Reply {
+        tx,
+        carries_related: stream,
+    };
+    if let Err(refused) = mux.client_message(session, &text, &env, Some(reply)) {
+        let id = env.id.map_or("null", |id| id.get());
+        let body = rpc::response(id, rpc::SERVER_UNAVAILABLE, &refused.to_string());
+        respond::json(rq, status_of(&refused), &body, &headers);
+    } else if stream {
+        stream_reply(app, rq, &rx, &headers);
+    } else {
+        json_reply(app, rq, &rx, &headers);
+    }
+    if transient {
+        mux.close_session(session, "stateless request done");
+    }
+}
+
+fn json_reply(app: &App, rq: Request, rx: &crossbeam_channel::Receiver<Outbound>, headers: &Extra) {
+    loop {
+        select! {
+            recv(rx) -> message => match message {
+                Ok(Outbound::Final(text)) => return respond::json(rq, 200, &text, headers),
+                Ok(Outbound::Message(_)) => continue, // not routed to a JSON reply
+                Err(_) => {
+                    return respond::rpc_error(rq, 500, rpc::INTERNAL_ERROR, "No response from the MCP server", headers);
+                }
+            },
+            recv(app.shutdown.receiver()) -> _ => {
+                return respond::rpc_error(rq, 503, rpc::SERVER_UNAVAILABLE, "Shutting down", headers);
+            }
+        }
+    }
+}
+
+/// Writes related messages as they come, then the response, then ends the body.
+fn stream_reply(
+    app: &App,
+    rq: Request,
+    rx: &crossbeam_channel::Receiver<Outbound>,
+    headers: &Extra,
+) {
+    let mut sse = match SseStream::start(rq, headers) {
+        Ok(sse) => sse,
+        Err(e) => return debug!("client left before the SSE head: {e}"),
+    };
+    loop {
+        select! {
+            recv(rx) -> message => match message {
+                Ok(Outbound::Message(text)) => {
+                    if let Err(e) = sse.message(None, &text) {
+                        return debug!("client left a POST stream: {e}");
+                    }
+                }
+                Ok(Outbound::Final(text)) => {
+                    if let Err(e) = sse.message(None, &text).and_then(|()| sse.finish()) {
+                        debug!("client left before its response: {e}");
+                    }
+                    return;
+                }
+                Err(_) => break,
+            },
+            recv(app.shutdown.receiver()) -> _ => break,
+            default(limits::SSE_KEEPALIVE) => {
+                if let Err(e) = sse.comment("ping") {
+                    return debug!("client left a POST stream: {e}");
+                }
+            }
+        }
+    }
+    let _ = sse.finish(); // ending early: the client may be gone already, nothing to report.
+}
+
+fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
+    if !accepts(&rq).sse {
+        return respond::rpc_error(
+            rq,
+            406,
+            rpc::INVALID_REQUEST,
+            "Not Acceptable: Client must accept text/event-stream",
+            extra,
+        );
+    }
+    let session = match session_of(&rq, mux) {
+        Ok(id) => id,
+        Err((status, message)) => {
+            return respond::rpc_error(rq, status, rpc::INVALID_REQUEST, message, extra);
+        }
+    };
+    let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
+    if let Err(refused) = mux.attach_stream(session, tx.clone()) {
+        let (status, message) = match refused {
+            crate::mux::Refused::Busy => (
+                409,
+                "Conflict: Only one SSE stream is allowed per session".to_string(),
+            ),
+            other => (status_of(&other), other.to_string()),
+        };
+        return respond::rpc_error(rq, status, rpc::INVALID_REQUEST, &message, extra);
+    }
+    debug!("session {session}: GET stream opened");
+    if let Ok(mut sse) = SseStream::start(rq, extra) {
+        pump_stream(app, &mut sse, &rx);
+        let _ = sse.finish(); // the client may be gone; nothing to report.
+    }
+    mux.detach_stream(session, &tx);
+    debug!("session {session}: GET stream closed");
+}
+
+/// Writes a long-lived stream until its sender is dropped, the client leaves or we shut down.
+pub(super) fn pump_stream(
+    app: &App,
+    sse: &mut SseStream,
+    rx: &crossbeam_channel::Receiver<Outbound>,
+) {
+    loop {
+        select! {
+            recv(rx) -> message => match message {
+                Ok(message) => {
+                    if let Err(e) = sse.message(None, message.text()) {
+                        return debug!("client left a stream: {e}");
+                    }
+                }
+                Err(_) => return,
+            },
+            recv(app.shutdown.receiver()) -> _ => return,
+            default(limits::SSE_KEEPALIVE) => {
+                if let Err(e) = sse.comment("ping") {
+                    return debug!("client left a stream: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn delete(mux: &Mux, rq: Request, extra: &Extra) {
+    match session_of(&rq, mux) {
+        Ok(session) => {
+            mux.close_session(session, "DELETE");
+            respond::empty(rq, 200, extra);
+        }
+        Err((status, message)) => {
+            respond::rpc_error(rq, status, rpc::INVALID_REQUEST, message, extra)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Server-Sent Events: the wire format of `/sse` streams and of Streamable HTTP SSE replies.
+
+pub mod encode;
