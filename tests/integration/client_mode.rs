@@ -1,0 +1,1 @@
+//! Client mode: stdio to a remote server (issue 3).

@@ -1,0 +1,9 @@
+//! Integration tests: the real `mcp-proxy` binary, the real example server as its child,
+//! real HTTP on 127.0.0.1.
+
+mod support;
+
+mod cli;
+mod client_mode;
+mod server_sse;
+mod server_streamable;
