@@ -47,6 +47,7 @@ pub struct RawArgs {
     pub stateless: bool,
     pub allow_origins: Vec<String>,
     pub expose_headers: Vec<String>,
+    pub sse_keepalive: Option<String>,
 }
 
 pub const USAGE: &str = "\
@@ -62,7 +63,7 @@ usage: mcp-proxy [-h] [--version] [-H KEY VALUE]
                  [--stateless | --no-stateless] [--sse-port SSE_PORT]
                  [--sse-host SSE_HOST]
                  [--allow-origin ALLOW_ORIGIN [ALLOW_ORIGIN ...]]
-                 [--expose-header HEADER]
+                 [--expose-header HEADER] [--sse-keepalive SECONDS]
                  [command_or_url] [args ...]";
 
 pub const HELP: &str = "
@@ -119,6 +120,9 @@ HTTP server options:
                         Origins allowed by CORS. Repeatable. Default: no CORS.
   --expose-header HEADER
                         Header exposed to CORS clients. Repeatable. Default: mcp-session-id.
+  --sse-keepalive SECONDS
+                        Interval of the keep-alive comment on idle SSE streams; a client that
+                        vanished is noticed within two intervals. Default: 15.
 
 Routes (server mode): /mcp (Streamable HTTP), /sse and /messages/ (legacy SSE),
 /servers/NAME/... for named servers, /status.
@@ -194,6 +198,7 @@ fn parse(mut p: lexopt::Parser, default_url: Option<String>) -> Result<Parsed, E
                 }
             }
             Long("expose-header") => a.expose_headers.push(string(&mut p, "--expose-header")?),
+            Long("sse-keepalive") => a.sse_keepalive = Some(string(&mut p, "--sse-keepalive")?),
             Value(v) => positionals.push(into_string(v, "argument")?),
             _ => return Err(usage(arg.unexpected())),
         }

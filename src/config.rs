@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use log::{LevelFilter, info, warn};
 use serde_json::Value;
@@ -32,6 +33,8 @@ pub struct ServerSettings {
     /// CORS is on when this is non-empty; `*` allows any origin.
     pub allow_origins: Vec<String>,
     pub expose_headers: Vec<String>,
+    /// Interval of the keep-alive comment on idle SSE streams.
+    pub sse_keepalive: Duration,
     /// The default server (name `None`) first, then named servers in definition order.
     pub servers: Vec<ServerSpec>,
 }
@@ -189,9 +192,21 @@ fn server_settings(raw: RawArgs) -> Result<ServerSettings, Error> {
     } else {
         raw.expose_headers.clone()
     };
+    let sse_keepalive = match raw.sse_keepalive.as_deref() {
+        None => crate::limits::SSE_KEEPALIVE,
+        Some(s) => match s.parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--sse-keepalive: invalid value {s:?} (seconds, more than 0, at most 3600)"
+                )));
+            }
+        },
+    };
     Ok(ServerSettings {
         host,
         port,
+        sse_keepalive,
         stateless: raw.stateless,
         allow_origins: raw.allow_origins,
         expose_headers,

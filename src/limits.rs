@@ -32,8 +32,9 @@ pub const STREAM_QUEUE: usize = 4096;
 /// stream open to carry them; delivered when its GET stream opens. Oldest dropped first.
 pub const SESSION_BACKLOG: usize = 256;
 
-/// Interval of the `: ping` comment on idle SSE streams (the Python tool's sse-starlette uses 15 s);
-/// also how a vanished client is noticed on an idle stream.
+/// Default interval of the `: ping` comment on idle SSE streams (the Python tool's
+/// sse-starlette uses 15 s); also how a vanished client is noticed on an idle stream
+/// (`--sse-keepalive`).
 pub const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Stack of the threads we spawn per HTTP request. serde_json stops at 128 levels of nesting,

@@ -39,6 +39,7 @@ pub struct App {
     default: Option<usize>,
     named: HashMap<String, usize>,
     stateless: bool,
+    keepalive: Duration,
     guard: Guard,
     /// Legacy SSE streams open, over all servers (`/status`).
     active_sse: AtomicUsize,
@@ -84,6 +85,7 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
         default,
         named,
         stateless: settings.stateless,
+        keepalive: settings.sse_keepalive,
         active_sse: AtomicUsize::new(0),
         last_activity: AtomicU64::new(now_millis()),
         shutdown: shutdown.clone(),

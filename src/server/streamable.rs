@@ -290,7 +290,7 @@ fn stream_reply(
                 Err(_) => break,
             },
             recv(app.shutdown.receiver()) -> _ => break,
-            default(limits::SSE_KEEPALIVE) => {
+            default(app.keepalive) => {
                 if let Err(e) = sse.comment("ping") {
                     return debug!("client left a POST stream: {e}");
                 }
@@ -353,7 +353,7 @@ pub(super) fn pump_stream(
                 Err(_) => return,
             },
             recv(app.shutdown.receiver()) -> _ => return,
-            default(limits::SSE_KEEPALIVE) => {
+            default(app.keepalive) => {
                 if let Err(e) = sse.comment("ping") {
                     return debug!("client left a stream: {e}");
                 }

@@ -5,5 +5,8 @@ mod support;
 
 mod cli;
 mod client_mode;
+mod lifecycle;
+mod named;
+mod security;
 mod server_sse;
 mod server_streamable;

@@ -1,0 +1,159 @@
+//! Server mode over the legacy HTTP+SSE transport (`/sse` + `/messages/`).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// An open legacy SSE session: the stream and the endpoint to POST to.
+struct Legacy {
+    stream: SseClient,
+    endpoint: String,
+}
+
+impl Legacy {
+    fn open(base: &str, path: &str) -> Legacy {
+        let mut stream = SseClient::get(&format!("{base}{path}"), &[]);
+        assert_eq!(stream.status, 200);
+        assert!(stream.headers["content-type"].starts_with("text/event-stream"));
+        let first = stream.next_event(DEADLINE).expect("endpoint event");
+        assert_eq!(first.event.as_deref(), Some("endpoint"));
+        Legacy {
+            stream,
+            endpoint: format!("{base}{}", first.data),
+        }
+    }
+
+    fn post(&self, message: &Value) -> Response {
+        request(
+            "POST",
+            &self.endpoint,
+            &[("Content-Type", "application/json")],
+            &message.to_string(),
+        )
+    }
+
+    fn initialize(&mut self, capabilities: Value) {
+        let r = self.post(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":initialize_params(capabilities)}));
+        assert_eq!(r.status, 202, "{r:?}");
+        assert_eq!(r.body, "Accepted");
+        let v = self.stream.next_message();
+        assert_eq!(v["id"], 0);
+        assert_eq!(v["result"]["serverInfo"]["name"], "mcp-example-server");
+        self.post(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    }
+}
+
+#[test]
+fn endpoint_event_then_replies_on_the_stream() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    let mut s = Legacy::open(&p.base, "/sse");
+    let (path, query) = s.endpoint[p.base.len()..].split_once('?').unwrap();
+    assert_eq!(path, "/messages/");
+    let id = query.strip_prefix("session_id=").unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    s.initialize(json!({}));
+    s.post(&json!({"jsonrpc":"2.0","id":"e","method":"tools/call","params":{"name":"echo","arguments":{"message":"over sse"}}}));
+    let v = s.stream.next_message();
+    assert_eq!(v["id"], "e");
+    assert_eq!(v["result"]["content"][0]["text"], "over sse");
+}
+
+#[test]
+fn progress_logs_and_sampling_over_sse() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    let mut s = Legacy::open(&p.base, "/sse");
+    s.initialize(json!({"sampling": {}}));
+    s.post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+        "params":{"name":"progress","arguments":{"steps":2},"_meta":{"progressToken":"pt"}}}));
+    for step in 1..=2 {
+        let m = s.stream.next_message();
+        assert_eq!(m["method"], "notifications/progress");
+        assert_eq!(m["params"]["progressToken"], "pt");
+        assert_eq!(m["params"]["progress"], step);
+    }
+    assert_eq!(s.stream.next_message()["id"], 1);
+
+    s.post(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"log","arguments":{"message":"hello log"}}}));
+    let log = s.stream.next_message();
+    assert_eq!(log["method"], "notifications/message");
+    assert_eq!(log["params"]["data"], "hello log");
+    assert_eq!(s.stream.next_message()["id"], 2);
+
+    s.post(&json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"sample","arguments":{"prompt":"q"}}}));
+    let req = s.stream.next_message();
+    assert_eq!(req["method"], "sampling/createMessage");
+    let r = s.post(&json!({"jsonrpc":"2.0","id":req["id"],"result":{"role":"assistant","content":{"type":"text","text":"a"},"model":"m"}}));
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        s.stream.next_message()["result"]["content"][0]["text"],
+        "sampled: a"
+    );
+}
+
+#[test]
+fn messages_endpoint_errors() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    let s = Legacy::open(&p.base, "/sse");
+    let post =
+        |url: &str, body: &str| request("POST", url, &[("Content-Type", "application/json")], body);
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string();
+
+    let r = post(&p.url("/messages/"), &ping);
+    assert_eq!((r.status, r.body.as_str()), (400, "session_id is required"));
+    let r = post(&p.url("/messages/?session_id=xyz"), &ping);
+    assert_eq!((r.status, r.body.as_str()), (400, "Invalid session ID"));
+    let r = post(
+        &p.url("/messages/?session_id=0123456789abcdef0123456789abcdef"),
+        &ping,
+    );
+    assert_eq!((r.status, r.body.as_str()), (404, "Could not find session"));
+    let r = post(&s.endpoint, "{garbage");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "Could not parse message")
+    );
+    assert_eq!(request("GET", &s.endpoint, &[], "").status, 405);
+    assert_eq!(post(&p.url("/sse"), &ping).status, 405);
+    assert_eq!(request("GET", &p.url("/sse/"), &[], "").status, 404);
+    assert_eq!(post(&p.url("/messages"), &ping).status, 404);
+}
+
+#[test]
+fn closing_the_stream_ends_the_session() {
+    // A vanished client is noticed when a keep-alive write fails.
+    let p = Proxy::start(&["--sse-keepalive", "1", "--port", "0", "--", FIXTURE]);
+    let s = Legacy::open(&p.base, "/sse");
+    let endpoint = s.endpoint.clone();
+    let status = request("GET", &p.url("/status"), &[], "").json();
+    assert_eq!(status["active_sse_connections"], 1);
+    s.stream.close();
+    wait_until(DEADLINE, "the session to end", || {
+        request(
+            "POST",
+            &endpoint,
+            &[("Content-Type", "application/json")],
+            "{}",
+        )
+        .status
+            == 404
+    });
+    let status = request("GET", &p.url("/status"), &[], "").json();
+    assert_eq!(status["active_sse_connections"], 0);
+}
+
+#[test]
+fn first_event_arrives_at_once() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    // Warm up: the child is initialized.
+    Legacy::open(&p.base, "/sse");
+    let start = Instant::now();
+    let _s = Legacy::open(&p.base, "/sse");
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "endpoint event took {took:?}"
+    );
+}

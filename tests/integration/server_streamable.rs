@@ -1,0 +1,579 @@
+//! Server mode over Streamable HTTP (`/mcp`): sessions, routing, and every error status.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn proxy() -> Proxy {
+    Proxy::start(&["--port", "0", "--", FIXTURE])
+}
+
+fn tools_call(id: Value, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":arguments}})
+}
+
+#[test]
+fn initialize_is_answered_from_the_childs_handshake() {
+    let p = proxy();
+    let r = post_json(
+        &p.url("/mcp"),
+        &[],
+        &json!({"jsonrpc":"2.0","id":"init-1","method":"initialize","params":initialize_params(json!({}))}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let session = r.header("mcp-session-id").expect("session header");
+    assert_eq!(session.len(), 32);
+    assert!(session.chars().all(|c| c.is_ascii_hexdigit()));
+    let v = r.json();
+    assert_eq!(v["id"], "init-1");
+    assert_eq!(v["result"]["serverInfo"]["name"], "mcp-example-server");
+    assert_eq!(v["result"]["protocolVersion"], "2025-11-25");
+    // The child's capabilities pass unchanged (the Python tool rewrites them).
+    assert_eq!(v["result"]["capabilities"]["tools"]["listChanged"], true);
+    assert_eq!(v["result"]["capabilities"]["resources"]["subscribe"], true);
+    assert!(
+        v["result"]["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("Example server")
+    );
+
+    // An older client gets its own version; an unknown one gets the latest.
+    for (asked, got) in [("2024-11-05", "2024-11-05"), ("1999-01-01", "2025-11-25")] {
+        let mut params = initialize_params(json!({}));
+        params["protocolVersion"] = json!(asked);
+        let r = post_json(
+            &p.url("/mcp"),
+            &[],
+            &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":params}),
+        );
+        assert_eq!(r.json()["result"]["protocolVersion"], got);
+    }
+}
+
+#[test]
+fn string_and_integer_ids_come_back_exactly() {
+    let p = proxy();
+    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    for id in [
+        json!(7),
+        json!("seven"),
+        json!(0),
+        json!(-3),
+        json!("a\"b\\c"),
+        json!(9007199254740993u64),
+    ] {
+        let r = c.post(
+            &tools_call(id.clone(), "echo", json!({"message": "x"})),
+            false,
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let v = r.json();
+        assert_eq!(v["id"], id, "id {id} came back as {}", v["id"]);
+        // The raw text is identical too (no re-serialisation of ids).
+        let raw_id = serde_json::to_string(&id).unwrap();
+        assert!(r.body.contains(&format!("\"id\":{raw_id}")), "{}", r.body);
+    }
+}
+
+#[test]
+fn twenty_concurrent_sessions_each_get_only_their_own_answers() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let workers: Vec<_> = (0..20)
+        .map(|n| {
+            let url = url.clone();
+            thread::spawn(move || {
+                let mut c = McpClient::connect(&url, json!({}));
+                for i in 0..15 {
+                    let message = format!("session {n} call {i}");
+                    // Alternate JSON and SSE replies.
+                    let v = if i % 2 == 0 {
+                        let r = c.post(
+                            &tools_call(json!(i), "echo", json!({"message": message})),
+                            false,
+                        );
+                        r.json()
+                    } else {
+                        let mut s = c.open_stream(&tools_call(
+                            json!(i),
+                            "echo",
+                            json!({"message": message}),
+                        ));
+                        s.next_message()
+                    };
+                    assert_eq!(v["id"], i);
+                    assert_eq!(v["result"]["content"][0]["text"], message.as_str());
+                }
+                c.tool_text("add", json!({"a": n, "b": 1}))
+            })
+        })
+        .collect();
+    for (n, w) in workers.into_iter().enumerate() {
+        assert_eq!(w.join().expect("worker"), (n + 1).to_string());
+    }
+}
+
+#[test]
+fn progress_and_log_messages_ride_on_the_request_stream() {
+    let p = proxy();
+    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let mut s = c.open_stream(&json!({"jsonrpc":"2.0","id":"p1","method":"tools/call",
+        "params":{"name":"progress","arguments":{"steps":4,"interval_ms":5},"_meta":{"progressToken":"my-token"}}}));
+    assert_eq!(s.status, 200);
+    assert!(s.headers["content-type"].starts_with("text/event-stream"));
+    for step in 1..=4 {
+        let m = s.next_message();
+        assert_eq!(m["method"], "notifications/progress", "{m}");
+        assert_eq!(m["params"]["progressToken"], "my-token");
+        assert_eq!(m["params"]["progress"], step);
+    }
+    let done = s.next_message();
+    assert_eq!(done["id"], "p1");
+    assert_eq!(done["result"]["content"][0]["text"], "done 4 steps");
+    assert!(
+        s.next_event(DEADLINE).is_none(),
+        "stream ends after the response"
+    );
+
+    let mut s = c.open_stream(&tools_call(
+        json!(5),
+        "log",
+        json!({"level":"warning","message":"careful"}),
+    ));
+    let log = s.next_message();
+    assert_eq!(log["method"], "notifications/message");
+    assert_eq!(log["params"]["data"], "careful");
+    assert_eq!(s.next_message()["id"], 5);
+}
+
+#[test]
+fn integer_progress_tokens_of_two_sessions_do_not_mix() {
+    let p = proxy();
+    let a = McpClient::connect(&p.url("/mcp"), json!({}));
+    let b = McpClient::connect(&p.url("/mcp"), json!({}));
+    let call = |id: i64| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"progress","arguments":{"steps":3,"interval_ms":20},"_meta":{"progressToken":1}}})
+    };
+    let mut sa = a.open_stream(&call(1));
+    let mut sb = b.open_stream(&call(1));
+    for s in [&mut sa, &mut sb] {
+        for step in 1..=3 {
+            let m = s.next_message();
+            assert_eq!(m["params"]["progressToken"], 1);
+            assert_eq!(m["params"]["progress"], step);
+        }
+        assert_eq!(s.next_message()["id"], 1);
+    }
+}
+
+#[test]
+fn sampling_request_reaches_the_calling_session_and_its_answer_returns() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    // A bystander session that could sample too, idle.
+    let _bystander = McpClient::connect(&url, json!({"sampling": {}}));
+    let c = McpClient::connect(&url, json!({"sampling": {}}));
+    let mut s = c.open_stream(&tools_call(
+        json!(11),
+        "sample",
+        json!({"prompt": "write a haiku"}),
+    ));
+    let request = s.next_message();
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    assert_eq!(
+        request["params"]["messages"][0]["content"]["text"],
+        "write a haiku"
+    );
+    let answer = json!({"jsonrpc":"2.0","id":request["id"],"result":{
+        "role":"assistant","content":{"type":"text","text":"an old silent pond"},"model":"test"}});
+    let r = c.post(&answer, false);
+    assert_eq!(r.status, 202, "{r:?}");
+    let result = s.next_message();
+    assert_eq!(result["id"], 11);
+    assert_eq!(
+        result["result"]["content"][0]["text"],
+        "sampled: an old silent pond"
+    );
+}
+
+#[test]
+fn a_session_cannot_answer_a_request_sent_to_another() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let c = McpClient::connect(&url, json!({"sampling": {}}));
+    let intruder = McpClient::connect(&url, json!({"sampling": {}}));
+    let mut s = c.open_stream(&tools_call(json!(1), "sample", json!({"prompt": "p"})));
+    let request = s.next_message();
+    let forged = json!({"jsonrpc":"2.0","id":request["id"],"result":{
+        "role":"assistant","content":{"type":"text","text":"forged"},"model":"x"}});
+    assert_eq!(intruder.post(&forged, false).status, 202);
+    let real = json!({"jsonrpc":"2.0","id":request["id"],"result":{
+        "role":"assistant","content":{"type":"text","text":"real"},"model":"x"}});
+    assert_eq!(c.post(&real, false).status, 202);
+    assert_eq!(
+        s.next_message()["result"]["content"][0]["text"],
+        "sampled: real"
+    );
+}
+
+#[test]
+fn child_request_without_a_capable_client_is_refused_at_once() {
+    let p = proxy();
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let start = Instant::now();
+    let v = c.call(
+        "tools/call",
+        json!({"name":"sample","arguments":{"prompt":"p"}}),
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("sampling failed")
+    );
+}
+
+#[test]
+fn get_stream_carries_unrelated_notifications_and_only_one_is_allowed() {
+    let p = proxy();
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let session = c.session.clone().unwrap();
+    let mut get = SseClient::get(&c.url, &[("Mcp-Session-Id", &session)]);
+    assert_eq!(get.status, 200);
+    let second = request(
+        "GET",
+        &c.url,
+        &[
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", &session),
+        ],
+        "",
+    );
+    assert_eq!(second.status, 409, "{second:?}");
+    // A JSON-only call: its related notifications go to the GET stream.
+    assert_eq!(c.tool_text("notify", json!({"kind": "tools"})), "notified");
+    let m = get.next_message();
+    assert_eq!(m["method"], "notifications/tools/list_changed");
+}
+
+#[test]
+fn notifications_wait_for_a_get_stream_when_none_is_open() {
+    let p = proxy();
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    assert_eq!(c.tool_text("log", json!({"message": "early"})), "logged");
+    let session = c.session.clone().unwrap();
+    let mut get = SseClient::get(&c.url, &[("Mcp-Session-Id", &session)]);
+    let m = get.next_message();
+    assert_eq!(m["params"]["data"], "early");
+}
+
+#[test]
+fn list_changed_reaches_every_session_and_updates_only_subscribers() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let mut a = McpClient::connect(&url, json!({}));
+    let b = McpClient::connect(&url, json!({}));
+    let sb = b.session.clone().unwrap();
+    let mut b_stream = SseClient::get(&url, &[("Mcp-Session-Id", &sb)]);
+    let sa = a.session.clone().unwrap();
+    let mut a_stream = SseClient::get(&url, &[("Mcp-Session-Id", &sa)]);
+
+    let r = a.call("resources/subscribe", json!({"uri": "example://greeting"}));
+    assert!(r["result"].is_object(), "{r}");
+    assert_eq!(
+        a.tool_text("touch", json!({"uri": "example://greeting"})),
+        "touched"
+    );
+    assert_eq!(
+        a.tool_text("notify", json!({"kind": "prompts"})),
+        "notified"
+    );
+
+    let first_a = a_stream.next_message();
+    assert_eq!(first_a["method"], "notifications/resources/updated");
+    assert_eq!(first_a["params"]["uri"], "example://greeting");
+    assert_eq!(
+        a_stream.next_message()["method"],
+        "notifications/prompts/list_changed"
+    );
+    // b never subscribed: it sees only the list_changed.
+    assert_eq!(
+        b_stream.next_message()["method"],
+        "notifications/prompts/list_changed"
+    );
+}
+
+#[test]
+fn one_megabyte_result_and_request_arrive_intact() {
+    let p = proxy();
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let text = c.tool_text("large", json!({"bytes": 1_000_000}));
+    assert_eq!(text.len(), 1_000_000);
+    assert!(
+        text.as_bytes()
+            .chunks(10)
+            .all(|ch| ch == &b"0123456789"[..ch.len()])
+    );
+
+    let big: String = (0..1_000_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    assert_eq!(c.tool_text("echo", json!({"message": big.clone()})), big);
+
+    let mut s = c.open_stream(&tools_call(json!(99), "large", json!({"bytes": 1_000_000})));
+    let v = s.next_message();
+    assert_eq!(
+        v["result"]["content"][0]["text"].as_str().unwrap().len(),
+        1_000_000
+    );
+}
+
+#[test]
+fn cancelled_request_is_cancelled_at_the_child() {
+    let p = Proxy::start(&["--debug", "--port", "0", "--", FIXTURE]);
+    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let mut s = c.open_stream(&tools_call(json!("slow"), "sleep", json!({"ms": 30_000})));
+    // Wait until the request is at the child before cancelling it.
+    p.wait_for_log("request tools/call \"slow\"");
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow","reason":"user"}});
+    assert_eq!(c.post(&cancel, false).status, 202);
+    let v = s.next_message();
+    assert_eq!(v["id"], "slow");
+    assert_eq!(v["error"]["code"], -32800, "{v}");
+    // The child saw the cancel for its own id: a new call is served at once.
+    let mut c2 = McpClient::connect(&p.url("/mcp"), json!({}));
+    assert_eq!(c2.tool_text("echo", json!({"message": "after"})), "after");
+}
+
+#[test]
+fn child_error_responses_pass_through_verbatim() {
+    let p = proxy();
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let v = c.call("tools/call", json!({"name": "fail", "arguments": {}}));
+    assert_eq!(v["error"]["code"], -32042);
+    assert_eq!(v["error"]["message"], "requested failure");
+    assert_eq!(v["error"]["data"]["detail"], "fail tool");
+    // Unknown methods reach the child too (it answers -32601).
+    let v = c.call("vendor/custom", json!({}));
+    assert_eq!(v["error"]["code"], -32601, "{v}");
+}
+
+#[test]
+fn session_lifecycle_statuses() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    // No session header on a non-initialize request: 400.
+    let r = post_json(&url, &[], &list);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], -32600);
+    // Unknown (and malformed) session: 404.
+    for bogus in ["0123456789abcdef0123456789abcdef", "nope"] {
+        let r = post_json(&url, &[("Mcp-Session-Id", bogus)], &list);
+        assert_eq!(r.status, 404, "{r:?}");
+    }
+    let mut c = McpClient::connect(&url, json!({}));
+    let tools = c.call("tools/list", json!({}));
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "echo")
+    );
+    let session = c.session.clone().unwrap();
+    // DELETE ends it; then 404.
+    let r = request("DELETE", &url, &[("Mcp-Session-Id", &session)], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = post_json(&url, &[("Mcp-Session-Id", &session)], &list);
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = request("DELETE", &url, &[("Mcp-Session-Id", &session)], "");
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = request(
+        "GET",
+        &url,
+        &[
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", &session),
+        ],
+        "",
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
+#[test]
+fn transport_error_statuses() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let c = McpClient::connect(&url, json!({}));
+    let sid = c.session.clone().unwrap();
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string();
+    let base = [
+        ("Content-Type", "application/json"),
+        ("Mcp-Session-Id", sid.as_str()),
+    ];
+
+    let with = |extra: &[(&str, &str)], body: &str| {
+        let mut h = base.to_vec();
+        h.extend_from_slice(extra);
+        request("POST", &url, &h, body)
+    };
+    // Accept that allows neither JSON nor SSE: 406.
+    assert_eq!(with(&[("Accept", "text/html")], &ping).status, 406);
+    // Wrong Content-Type: 415.
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "text/plain"),
+            ("Accept", "application/json"),
+            ("Mcp-Session-Id", &sid),
+        ],
+        &ping,
+    );
+    assert_eq!(r.status, 415, "{r:?}");
+    // Bad JSON: 400 with -32700.
+    let r = with(&[("Accept", "application/json")], "{not json");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], -32700);
+    // A batch: 400 with -32600.
+    let r = with(&[("Accept", "application/json")], &format!("[{ping}]"));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], -32600);
+    // Unsupported MCP-Protocol-Version: 400 naming the supported ones.
+    let r = with(
+        &[
+            ("Accept", "application/json"),
+            ("MCP-Protocol-Version", "1999-01-01"),
+        ],
+        &ping,
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2025-11-25")
+    );
+    // A notification: 202 with no body.
+    let r = with(
+        &[("Accept", "application/json")],
+        &json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed"}).to_string(),
+    );
+    assert_eq!(r.status, 202);
+    assert!(r.body.is_empty());
+    // Other methods: 405 with Allow.
+    let r = request("PUT", &url, &[("Mcp-Session-Id", &sid)], "");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, POST, DELETE"));
+    // GET without SSE in Accept: 406.
+    let r = request(
+        "GET",
+        &url,
+        &[("Accept", "application/json"), ("Mcp-Session-Id", &sid)],
+        "",
+    );
+    assert_eq!(r.status, 406);
+    // Too large a body: 413, before it is read.
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+            ("Content-Length", "999999999999"),
+        ],
+        "",
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    // The session still works after all that.
+    let r = with(&[("Accept", "application/json")], &ping);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["result"], json!({}));
+}
+
+#[test]
+fn mcp_with_trailing_slash_and_subpaths_work() {
+    let p = proxy();
+    for path in ["/mcp/", "/mcp/anything"] {
+        let mut c = McpClient::connect(&p.url(path), json!({}));
+        assert_eq!(c.tool_text("echo", json!({"message": path})), path);
+    }
+    assert_eq!(request("GET", &p.url("/nope"), &[], "").status, 404);
+}
+
+#[test]
+fn stateless_mode_needs_no_session() {
+    let p = Proxy::start(&["--stateless", "--port", "0", "--", FIXTURE]);
+    let url = p.url("/mcp");
+    let r = post_json(
+        &url,
+        &[("Accept", "application/json")],
+        &tools_call(json!(1), "echo", json!({"message":"hi"})),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["result"]["content"][0]["text"], "hi");
+    let r = post_json(
+        &url,
+        &[],
+        &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":initialize_params(json!({}))}),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.header("mcp-session-id").is_none(), "{r:?}");
+    assert_eq!(
+        request("GET", &url, &[("Accept", "text/event-stream")], "").status,
+        405
+    );
+    assert_eq!(request("DELETE", &url, &[], "").status, 405);
+    // Progress still rides on the SSE reply.
+    let mut s = SseClient::open(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        &json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+            "params":{"name":"progress","arguments":{"steps":2},"_meta":{"progressToken":"t"}}})
+        .to_string(),
+    );
+    assert_eq!(s.next_message()["method"], "notifications/progress");
+    assert_eq!(s.next_message()["method"], "notifications/progress");
+    assert_eq!(s.next_message()["id"], 2);
+}
+
+#[test]
+fn sse_events_are_flushed_the_moment_they_exist() {
+    let p = proxy();
+    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    // 5 progress steps 300 ms apart: each must arrive well before the next is produced.
+    let mut s = c.open_stream(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+        "params":{"name":"progress","arguments":{"steps":5,"interval_ms":300},"_meta":{"progressToken":"t"}}}));
+    let mut arrivals = Vec::new();
+    let start = Instant::now();
+    for _ in 0..5 {
+        let m = s.next_message();
+        assert_eq!(m["method"], "notifications/progress");
+        arrivals.push(start.elapsed());
+    }
+    // Buffered delivery would bunch the events together; flushed delivery spaces them out.
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap > Duration::from_millis(150),
+            "events bunched: {arrivals:?}"
+        );
+    }
+    assert_eq!(s.next_message()["id"], 1);
+}

@@ -41,6 +41,7 @@ pub struct Proxy {
     pub base: String,
     pub port: u16,
     log: Arc<Mutex<String>>,
+    drains: Vec<thread::JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -62,7 +63,10 @@ impl Proxy {
                 panic!("proxy exited early ({status}); stderr:\n{}", proxy.stderr());
             }
             if start.elapsed() > DEADLINE {
-                panic!("proxy did not listen within {DEADLINE:?}; stderr:\n{}", proxy.stderr());
+                panic!(
+                    "proxy did not listen within {DEADLINE:?}; stderr:\n{}",
+                    proxy.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -73,33 +77,35 @@ impl Proxy {
         let mut command = Command::new(PROXY);
         command
             .args(args)
-            .envs(env.iter().copied())
             .env_remove("SSE_URL")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
         let mut child = command.spawn().expect("spawn mcp-proxy");
         let log = Arc::new(Mutex::new(String::new()));
+        let mut drains = Vec::new();
         for pipe in [
             Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stdout.take().unwrap()),
         ] {
             let log = log.clone();
-            thread::spawn(move || {
+            drains.push(thread::spawn(move || {
                 let mut reader = BufReader::new(pipe);
                 let mut line = String::new();
                 while reader.read_line(&mut line).unwrap_or(0) > 0 {
                     log.lock().unwrap().push_str(&line);
                     line.clear();
                 }
-            });
+            }));
         }
         Proxy {
             child: Some(child),
             base: String::new(),
             port: 0,
             log,
+            drains,
         }
     }
 
@@ -128,10 +134,17 @@ impl Proxy {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                // Everything it wrote is in the log once its pipes are drained.
+                for drain in self.drains.drain(..) {
+                    let _ = drain.join();
+                }
                 return status.code();
             }
             if start.elapsed() > timeout {
-                panic!("proxy did not exit within {timeout:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "proxy did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -194,7 +207,9 @@ pub fn pids_running(needle: &str) -> Vec<u32> {
             continue;
         };
         if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle)
+            && String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(needle)
             && process_alive(pid)
         {
             pids.push(pid);
@@ -215,7 +230,9 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     #[track_caller]
@@ -301,7 +318,11 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) ->
         .get("transfer-encoding")
         .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
     {
-        let mut decoder = Chunked { inner: &mut reader, left: 0, done: false };
+        let mut decoder = Chunked {
+            inner: &mut reader,
+            left: 0,
+            done: false,
+        };
         decoder.read_to_end(&mut body).unwrap();
     } else if let Some(len) = headers.get("content-length") {
         body.resize(len.parse().unwrap(), 0);
@@ -316,11 +337,15 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) ->
     }
 }
 
+/// POSTs JSON with `Accept` for both JSON and SSE, unless `headers` say otherwise.
 pub fn post_json(url: &str, headers: &[(&str, &str)], body: &Value) -> Response {
-    let mut all = vec![
+    let mut all: Vec<(&str, &str)> = [
         ("Content-Type", "application/json"),
         ("Accept", "application/json, text/event-stream"),
-    ];
+    ]
+    .into_iter()
+    .filter(|(k, _)| !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)))
+    .collect();
     all.extend_from_slice(headers);
     request("POST", url, &all, &body.to_string())
 }
@@ -379,7 +404,8 @@ pub struct Event {
 impl Event {
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.data))
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.data))
     }
 }
 
@@ -405,7 +431,11 @@ impl SseClient {
             .get("transfer-encoding")
             .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
         {
-            Box::new(Chunked { inner: BufReader::new(raw), left: 0, done: false })
+            Box::new(Chunked {
+                inner: BufReader::new(raw),
+                left: 0,
+                done: false,
+            })
         } else {
             raw
         };
@@ -467,7 +497,9 @@ impl SseClient {
     #[track_caller]
     pub fn next_message(&mut self) -> Value {
         loop {
-            let event = self.next_event(DEADLINE).expect("stream ended before a message");
+            let event = self
+                .next_event(DEADLINE)
+                .expect("stream ended before a message");
             if !event.data.is_empty() && event.event.as_deref().unwrap_or("message") == "message" {
                 return event.json();
             }
@@ -508,8 +540,15 @@ impl McpClient {
         );
         assert_eq!(response.status, 200, "initialize: {response:?}");
         let session = response.header("mcp-session-id").map(str::to_string);
-        let client = McpClient { url: url.to_string(), session, next_id: 1 };
-        let r = client.post(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}), false);
+        let client = McpClient {
+            url: url.to_string(),
+            session,
+            next_id: 1,
+        };
+        let r = client.post(
+            &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            false,
+        );
         assert_eq!(r.status, 202, "initialized: {r:?}");
         client
     }
@@ -517,7 +556,14 @@ impl McpClient {
     pub fn headers(&self, sse: bool) -> Vec<(&str, &str)> {
         let mut h = vec![
             ("Content-Type", "application/json"),
-            ("Accept", if sse { "application/json, text/event-stream" } else { "application/json" }),
+            (
+                "Accept",
+                if sse {
+                    "application/json, text/event-stream"
+                } else {
+                    "application/json"
+                },
+            ),
             ("MCP-Protocol-Version", "2025-11-25"),
         ];
         if let Some(s) = &self.session {
@@ -539,7 +585,10 @@ impl McpClient {
     #[track_caller]
     pub fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id();
-        let r = self.post(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}), false);
+        let r = self.post(
+            &json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}),
+            false,
+        );
         assert_eq!(r.status, 200, "{method}: {r:?}");
         let v = r.json();
         assert_eq!(v["id"], id, "response id");
