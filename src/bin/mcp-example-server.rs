@@ -14,6 +14,8 @@
 //! - `progress` {steps = 3, interval_ms = 10}: sends `notifications/progress` when the call
 //!   carries a progress token, then "done <steps> steps".
 //! - `log` {level = "info", message}: sends `notifications/message` (subject to `logging/setLevel`).
+//! - `ticks` {count = 20, interval_ms = 20}: log messages stamped with the microsecond they
+//!   were written (`data.sent_us`), to measure delivery latency.
 //! - `sample` {prompt}: asks the client `sampling/createMessage`.
 //! - `elicit` {message}: asks the client `elicitation/create`.
 //! - `roots` {}: asks the client `roots/list`.
@@ -710,6 +712,13 @@ fn tool_definitions() -> Value {
             &[],
         ),
         tool(
+            "ticks",
+            "Sends count log messages interval_ms apart, each stamped with the time it was \
+             written (microseconds since the epoch), to measure delivery latency",
+            json!({"count": count, "interval_ms": count}),
+            &[],
+        ),
+        tool(
             "log",
             "Sends a log message notification",
             json!({"level": {"type": "string", "enum": LOG_LEVELS}, "message": string}),
@@ -813,6 +822,7 @@ impl<'a> ToolCall<'a> {
             "sleep" => self.sleep(),
             "progress" => self.progress(),
             "log" => self.log(),
+            "ticks" => self.ticks(),
             "sample" => self.sample(),
             "elicit" => self.elicit(),
             "roots" => self.roots(),
@@ -875,6 +885,25 @@ impl<'a> ToolCall<'a> {
             });
             self.server.notify("notifications/progress", Some(params));
         }
+    }
+
+    fn ticks(&self) -> RpcResult {
+        let count = self.unsigned("count", Some(20))?;
+        let interval = Duration::from_millis(self.unsigned("interval_ms", Some(20))?);
+        for seq in 1..=count {
+            if seq > 1 {
+                self.sleep_unless_cancelled(interval);
+            }
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            let sent_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            let params = json!({"level": "info", "logger": "ticks", "data": {"seq": seq, "sent_us": sent_us}});
+            self.server.notify("notifications/message", Some(params));
+        }
+        Ok(text_result(format!("ticked {count}")))
     }
 
     fn log(&self) -> RpcResult {

@@ -45,6 +45,8 @@ pub enum Refused {
     Busy,
     UnknownSession,
     TooManySessions,
+    /// The session already has its GET stream open.
+    StreamAlreadyOpen,
 }
 
 impl std::fmt::Display for Refused {
@@ -54,6 +56,9 @@ impl std::fmt::Display for Refused {
             Refused::Busy => f.write_str("MCP server busy: its input queue is full"),
             Refused::UnknownSession => f.write_str("Session not found"),
             Refused::TooManySessions => f.write_str("Too many open sessions"),
+            Refused::StreamAlreadyOpen => {
+                f.write_str("Conflict: Only one SSE stream is allowed per session")
+            }
         }
     }
 }
@@ -347,12 +352,12 @@ impl Mux {
         self.lock().sessions.get(&id).and_then(|s| s.stream.clone())
     }
 
-    /// Attaches a Streamable HTTP GET stream. `Err(true)` when one is already open.
+    /// Attaches a Streamable HTTP GET stream (one at a time).
     pub fn attach_stream(&self, id: SessionId, stream: StreamTx) -> Result<(), Refused> {
         let mut state = self.lock();
         let session = state.sessions.get_mut(&id).ok_or(Refused::UnknownSession)?;
         if session.has_live_stream() {
-            return Err(Refused::Busy);
+            return Err(Refused::StreamAlreadyOpen);
         }
         session.attach(stream);
         Ok(())

@@ -110,7 +110,12 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
     info!("shutting down: stopping {} server(s)", app.servers.len());
     thread::scope(|scope| {
         for mux in &app.servers {
-            scope.spawn(move || mux.stop());
+            let stopping = thread::Builder::new()
+                .name("stop".into())
+                .spawn_scoped(scope, move || mux.stop());
+            if stopping.is_err() {
+                mux.stop(); // no thread to spare: stop this one here, in turn.
+            }
         }
     });
     info!("shutdown complete");
@@ -324,6 +329,7 @@ fn ready(mux: &Mux) -> Result<(), Refused> {
 fn status_of(refused: &Refused) -> u16 {
     match refused {
         Refused::UnknownSession => 404,
+        Refused::StreamAlreadyOpen => 409,
         Refused::Unavailable(_) | Refused::Busy | Refused::TooManySessions => 503,
     }
 }

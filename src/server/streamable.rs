@@ -318,14 +318,14 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
     };
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
     if let Err(refused) = mux.attach_stream(session, tx.clone()) {
-        let (status, message) = match refused {
-            crate::mux::Refused::Busy => (
-                409,
-                "Conflict: Only one SSE stream is allowed per session".to_string(),
-            ),
-            other => (status_of(&other), other.to_string()),
-        };
-        return respond::rpc_error(rq, status, rpc::INVALID_REQUEST, &message, extra);
+        let message = refused.to_string();
+        return respond::rpc_error(
+            rq,
+            status_of(&refused),
+            rpc::INVALID_REQUEST,
+            &message,
+            extra,
+        );
     }
     debug!("session {session}: GET stream opened");
     if let Ok(mut sse) = SseStream::start(rq, extra) {

@@ -577,3 +577,66 @@ fn sse_events_are_flushed_the_moment_they_exist() {
     }
     assert_eq!(s.next_message()["id"], 1);
 }
+
+/// Microseconds since the epoch (the fixture stamps `ticks` with the same clock).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Receives `ticks` log messages and returns their delivery latencies in microseconds.
+fn tick_latencies(next: &mut dyn FnMut() -> Value, count: usize) -> Vec<u64> {
+    let mut latencies = Vec::new();
+    while latencies.len() < count {
+        let m = next();
+        if m["method"] == "notifications/message" && m["params"]["logger"] == "ticks" {
+            let sent = m["params"]["data"]["sent_us"].as_u64().unwrap();
+            latencies.push(now_us().saturating_sub(sent));
+        }
+    }
+    latencies.sort_unstable();
+    latencies
+}
+
+/// Measures event produced (the child writes the line) → event received (the client has
+/// parsed it), over a POST SSE reply and over the legacy SSE stream. Prints the numbers; the
+/// bound only catches buffering (an event stuck until the stream ends or a buffer fills).
+#[test]
+fn sse_event_latency_from_child_to_client() {
+    let p = proxy();
+    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ticks","arguments":{"count":50,"interval_ms":10}}});
+    let mut s = c.open_stream(&call);
+    let mcp = tick_latencies(&mut || s.next_message(), 50);
+
+    let mut legacy = SseClient::get(&p.url("/sse"), &[]);
+    let endpoint = format!("{}{}", p.base, legacy.next_event(DEADLINE).unwrap().data);
+    let post = |m: &Value| {
+        request(
+            "POST",
+            &endpoint,
+            &[("Content-Type", "application/json")],
+            &m.to_string(),
+        )
+    };
+    post(
+        &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":initialize_params(json!({}))}),
+    );
+    post(&call);
+    let sse = tick_latencies(&mut || legacy.next_message(), 50);
+
+    let pct = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "SSE latency child->client, 50 events: /mcp p50 {} us p99 {} us; /sse p50 {} us p99 {} us",
+        pct(&mcp, 0.5),
+        pct(&mcp, 0.99),
+        pct(&sse, 0.5),
+        pct(&sse, 0.99)
+    );
+    assert!(
+        pct(&mcp, 0.5) < 200_000 && pct(&sse, 0.5) < 200_000,
+        "{mcp:?} {sse:?}"
+    );
+}
