@@ -640,3 +640,51 @@ fn sse_event_latency_from_child_to_client() {
         "{mcp:?} {sse:?}"
     );
 }
+
+#[test]
+fn elicitation_and_roots_reach_clients_that_declared_them_and_child_pings_are_answered() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let mut plain = McpClient::connect(&url, json!({}));
+    // The proxy itself answers the child's ping.
+    assert_eq!(plain.tool_text("ping_client", json!({})), "pong");
+
+    let c = McpClient::connect(
+        &url,
+        json!({"elicitation": {}, "roots": {"listChanged": true}}),
+    );
+    let mut s = c.open_stream(&tools_call(
+        json!("e"),
+        "elicit",
+        json!({"message": "your name?"}),
+    ));
+    let req = s.next_message();
+    assert_eq!(req["method"], "elicitation/create");
+    assert_eq!(req["params"]["message"], "your name?");
+    let answer = json!({"jsonrpc":"2.0","id":req["id"],"result":{"action":"accept","content":{"name":"Ada"}}});
+    assert_eq!(c.post(&answer, false).status, 202);
+    let done = s.next_message();
+    let text: Value =
+        serde_json::from_str(done["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text, json!({"action":"accept","content":{"name":"Ada"}}));
+
+    let mut s = c.open_stream(&tools_call(json!("r"), "roots", json!({})));
+    let req = s.next_message();
+    assert_eq!(req["method"], "roots/list");
+    let roots = json!([{"uri": "file:///work", "name": "work"}]);
+    c.post(
+        &json!({"jsonrpc":"2.0","id":req["id"],"result":{"roots": roots}}),
+        false,
+    );
+    let done = s.next_message();
+    let text: Value =
+        serde_json::from_str(done["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text, roots);
+
+    // A client without the capability is never asked: the child gets an error at once.
+    let v = plain.call(
+        "tools/call",
+        json!({"name": "elicit", "arguments": {"message": "?"}}),
+    );
+    assert_eq!(v["result"]["isError"], true, "{v}");
+}
