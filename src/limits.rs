@@ -12,6 +12,17 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// `uvx`/`npx` servers download packages on first start, so this is generous.
 pub const CHILD_INIT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// First delay before restarting a child that exited or failed to start; it doubles with
+/// each failure in a row, up to [`CHILD_RESTART_MAX_DELAY`].
+pub const CHILD_RESTART_MIN_DELAY: Duration = Duration::from_millis(250);
+
+/// Longest delay between restarts of a child in a crash loop.
+pub const CHILD_RESTART_MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// A child that ran this long before exiting is not in a crash loop: its next restart comes
+/// after the shortest delay again.
+pub const CHILD_STABLE_AFTER: Duration = Duration::from_secs(60);
+
 /// Grace after closing a child's stdin before SIGTERM, and after SIGTERM before SIGKILL
 /// (the Python tool and the MCP spec's stdio shutdown sequence use 2 s).
 pub const CHILD_STOP_GRACE: Duration = Duration::from_secs(2);

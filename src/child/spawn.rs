@@ -25,8 +25,29 @@ pub fn spawn(spec: &ServerSpec) -> std::io::Result<Spawned> {
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
+    die_with_parent(&mut command);
     let child = command.spawn()?;
     Ok(Spawned { child })
+}
+
+/// The child gets SIGKILL when the thread that spawned it ends, which for us is the server's
+/// supervisor, alive until the child is stopped; so in practice: when the proxy dies, even by
+/// SIGKILL, with no chance to clean up.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: getpid is async-signal-safe.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, getppid
+    // and raise, which are async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The parent may have died between fork and prctl; then no signal would come.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Sends `signal` to the process group led by `pid`.

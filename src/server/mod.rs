@@ -193,7 +193,7 @@ fn announce(app: &App, addr: SocketAddr) {
     for (name, prefix) in lines {
         info!("  - {name}: {prefix}/mcp (Streamable HTTP), {prefix}/sse (SSE)");
     }
-    info!("  - status: {base}/status");
+    info!("  - status: {base}/status, health: {base}/health");
 }
 
 fn dispatch(app: &Arc<App>, http: &tiny_http::Server) {
@@ -227,6 +227,7 @@ fn dispatch(app: &Arc<App>, http: &tiny_http::Server) {
 /// Where a path leads.
 enum Route {
     Status,
+    Health,
     Mcp(usize),
     Sse(usize, String),
     Messages(usize),
@@ -236,6 +237,9 @@ enum Route {
 fn route(app: &App, path: &str) -> Route {
     if path == "/status" {
         return Route::Status;
+    }
+    if path == "/health" {
+        return Route::Health;
     }
     let (index, prefix, rest) = match path.strip_prefix("/servers/") {
         Some(tail) => {
@@ -291,6 +295,7 @@ fn handle(app: &App, rq: Request) {
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     match route(app, path) {
         Route::Status => status::handle(app, rq, &extra),
+        Route::Health => status::health(app, rq, &extra),
         Route::Mcp(i) => {
             app.touch();
             streamable::handle(app, &app.servers[i], rq, &extra)

@@ -84,6 +84,9 @@ pub fn post(mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
     let Some(stream) = mux.session_stream(session) else {
         return respond::text(rq, 404, "Could not find session", extra);
     };
+    if let Err(refused) = ready(mux) {
+        return respond::text(rq, 503, &refused.to_string(), extra);
+    }
     if request_header(&rq, "Content-Type").is_some_and(|ct| {
         !ct.split(';')
             .next()

@@ -1,5 +1,6 @@
-//! `GET /status`: the Python tool's keys (`api_last_activity`, `active_sse_connections`,
-//! `server_instances` name → state) plus a `servers` object with what each child is doing.
+//! `GET /status` and `GET /health`. Status has the Python tool's keys (`api_last_activity`, `active_sse_connections`,
+//! `server_instances` name → state) plus a `servers` object with what each child is doing
+//! (pid, restarts, last exit, sessions, requests in flight, last error).
 //! Read-only.
 
 use std::sync::atomic::Ordering;
@@ -24,20 +25,19 @@ fn body(app: &App) -> Value {
     let mut instances = Map::new();
     let mut servers = Map::new();
     for mux in &app.servers {
-        let (state, error) = match mux.status() {
-            Status::Starting => ("starting", None),
-            Status::Running => ("running", None),
-            Status::Failed(why) => ("failed", Some(why)),
-        };
-        instances.insert(mux.label.clone(), json!(state));
+        let status = mux.status();
+        let health = mux.health();
+        instances.insert(mux.label.clone(), json!(status.name()));
         servers.insert(
             mux.label.clone(),
             json!({
-                "state": state,
+                "state": status.name(),
                 "pid": mux.pid(),
+                "restarts": health.restarts,
+                "last_exit": health.last_exit,
+                "last_error": health.last_error,
                 "sessions": mux.session_count(),
                 "in_flight": mux.in_flight(),
-                "last_error": error,
             }),
         );
     }
@@ -47,6 +47,30 @@ fn body(app: &App) -> Value {
         "server_instances": instances,
         "servers": servers,
     })
+}
+
+/// `GET /health`: 200 when every server is running, 503 otherwise (for supervisors and load
+/// balancers); the body names each server's state.
+pub fn health(app: &App, rq: Request, extra: &Extra) {
+    if !matches!(rq.method(), Method::Get | Method::Head) {
+        let mut headers = extra.clone();
+        headers.push(respond::header("Allow", "GET, HEAD"));
+        return respond::text(rq, 405, "Method Not Allowed", &headers);
+    }
+    let mut servers = Map::new();
+    let mut healthy = true;
+    for mux in &app.servers {
+        let status = mux.status();
+        healthy &= status == Status::Running;
+        servers.insert(mux.label.clone(), json!(status.name()));
+    }
+    let body = json!({"status": if healthy { "ok" } else { "unavailable" }, "servers": servers});
+    respond::json(
+        rq,
+        if healthy { 200 } else { 503 },
+        &body.to_string(),
+        extra,
+    );
 }
 
 /// `2026-11-25T15:42:18.123+00:00` from milliseconds since the epoch (UTC, as Python's

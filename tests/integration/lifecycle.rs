@@ -77,26 +77,141 @@ fn a_child_that_never_initializes_is_not_waited_on_by_the_others() {
 }
 
 #[test]
-fn requests_in_flight_get_an_error_at_once_when_the_child_dies() {
+fn child_killed_mid_request_errors_within_a_second_and_is_restarted() {
     let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
-    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
     let mut slow = c.open_stream(&json!({"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"sleep","arguments":{"ms":60000}}}));
     wait_until(DEADLINE, "the call to be in flight", || {
-        request("GET", &p.url("/status"), &[], "").json()["servers"]["default"]["in_flight"] == 1
+        status(&p)["servers"]["default"]["in_flight"] == 1
     });
+    let pid = status(&p)["servers"]["default"]["pid"].as_u64().unwrap() as u32;
     let start = Instant::now();
-    let r = c.post(&json!({"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"crash","arguments":{}}}), false);
+    kill(pid, 9);
     let v = slow.next_message();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
+    let took = start.elapsed();
+    eprintln!("in-flight request answered {took:?} after SIGKILL of the child");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_eq!(v["id"], "s");
     assert_eq!(v["error"]["code"], -32000, "{v}");
-    assert_eq!(r.json()["error"]["code"], -32000);
-    let status = request("GET", &p.url("/status"), &[], "").json();
-    assert_eq!(status["server_instances"]["default"], "failed");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("SIGKILL"),
+        "{v}"
+    );
+
+    // The same session goes on: the request waits for the restart, then succeeds.
+    assert_eq!(c.tool_text("echo", json!({"message": "again"})), "again");
+    let s = status(&p);
+    assert_eq!(s["server_instances"]["default"], "running");
+    assert_eq!(s["servers"]["default"]["restarts"], 1);
+    assert!(
+        s["servers"]["default"]["last_exit"]
+            .as_str()
+            .unwrap()
+            .contains("signal 9")
+    );
+    assert_ne!(s["servers"]["default"]["pid"], pid);
+}
+
+#[test]
+fn a_restarted_child_gets_its_subscriptions_back_and_sessions_hear_of_it() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let sid = c.session.clone().unwrap();
+    let mut get = SseClient::get(&c.url, &[("Mcp-Session-Id", &sid)]);
+    c.call("resources/subscribe", json!({"uri": "example://greeting"}));
+    let crash = c.post(&json!({"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"crash","arguments":{}}}), false);
+    assert_eq!(crash.json()["error"]["code"], -32000);
+    // The fixture declares listChanged for tools, prompts and resources.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(get.next_message()["method"].as_str().unwrap().to_string());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+            "notifications/tools/list_changed"
+        ]
+    );
+    // The new child was re-subscribed: touching the resource reaches this session.
+    assert_eq!(
+        c.tool_text("touch", json!({"uri": "example://greeting"})),
+        "touched"
+    );
+    let m = get.next_message();
+    assert_eq!(m["method"], "notifications/resources/updated");
+}
+
+#[test]
+fn a_crash_loop_backs_off() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE, "--exit-at-start", "3"]);
+    wait_until(DEADLINE, "three failed starts", || {
+        p.stderr()
+            .matches("exited before answering initialize")
+            .count()
+            >= 3
+    });
+    let log = p.stderr();
+    let delays: Vec<u64> = log
+        .lines()
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .filter_map(|rest| rest.split(" ms").next()?.parse().ok())
+        .collect();
+    assert!(
+        delays.len() >= 2 && delays.windows(2).all(|w| w[1] == w[0] * 2),
+        "{delays:?}\n{log}"
+    );
+    let r = request("GET", &p.url("/health"), &[], "");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["servers"]["default"], "failed");
+    let s = status(&p);
+    assert!(
+        s["servers"]["default"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 3"),
+        "{s}"
+    );
+}
+
+#[test]
+fn health_is_200_when_every_server_runs() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    let r = request("GET", &p.url("/health"), &[], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["status"], "ok");
+}
+
+#[test]
+fn no_child_outlives_a_sigkilled_proxy() {
+    let marker = format!("sigkill-marker-{}", std::process::id());
+    let mut p = Proxy::start(&["--port", "0", "--", FIXTURE, "--stderr-at-start", &marker]);
+    McpClient::connect(&p.url("/mcp"), json!({}));
+    let proxy_pid = p.pid();
+    let children: Vec<u32> = pids_running(&marker)
+        .into_iter()
+        .filter(|pid| *pid != proxy_pid)
+        .collect();
+    assert_eq!(children.len(), 1);
+    // Only the proxy itself, not its group: the child must notice its parent died.
+    kill(proxy_pid, 9);
+    p.wait_exit(DEADLINE);
+    wait_until(DEADLINE, "the child to die with the proxy", || {
+        !process_alive(children[0])
+    });
+}
+
+fn status(p: &Proxy) -> serde_json::Value {
+    request("GET", &p.url("/status"), &[], "").json()
+}
+
+fn kill(pid: u32, signal: i32) {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
 }
 
 #[test]

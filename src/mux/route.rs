@@ -1,0 +1,646 @@
+//! HOT PATH. Routing between the sessions and the child (see the numbered rules in `mod.rs`):
+//! client requests get proxy ids, child responses get the client's id back, child requests go to
+//! a capable session, child notifications fan out. No IO here but non-blocking `offer`s and
+//! sends to the child's input queue made after the state lock is released.
+
+use std::sync::Arc;
+
+use log::{debug, warn};
+use serde_json::Value;
+
+use super::session::{self, ClientCaps, Offer, Outbound, Reply, SessionId, StreamTx};
+use super::{
+    ClientRequest, Mux, Pending, Refused, State, canonical_id, release_subscription,
+    send_with_timeout, truncate,
+};
+use crate::jsonrpc::envelope::{self, Envelope, span_of, splice};
+use crate::jsonrpc::{self, Kind, error as rpc};
+
+impl Mux {
+    // ---- client → child --------------------------------------------------------------------
+
+    /// Handles one message from a session's client. For a request, `reply` receives the
+    /// response (and, when it carries them, related messages).
+    pub fn client_message(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+        reply: Option<Reply>,
+    ) -> Result<(), Refused> {
+        match env.kind {
+            Kind::Request => {
+                let reply = reply.expect("a request comes with a reply");
+                self.client_request(session, text, env, reply)
+            }
+            Kind::Notification => self.client_notification(session, text, env),
+            Kind::Response => self.client_response(session, text, env),
+        }
+    }
+
+    fn client_request(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+        reply: Reply,
+    ) -> Result<(), Refused> {
+        let id = env.id.expect("requests have ids").get();
+        match env.method() {
+            "initialize" => return self.answer_initialize(session, id, env, &reply),
+            "logging/setLevel" => {
+                if let Some(answered) = self.set_log_level(session, id, env, &reply) {
+                    return answered;
+                }
+            }
+            "resources/subscribe" => {
+                if let Some(uri) = env.param_str("uri") {
+                    return self.subscribe(session, text, env, reply, uri);
+                }
+            }
+            "resources/unsubscribe" => {
+                if let Some(uri) = env.param_str("uri") {
+                    return self.unsubscribe(session, text, env, reply, uri);
+                }
+            }
+            _ => {}
+        }
+        self.forward_request(session, text, env, reply, None)
+    }
+
+    /// Sends a client request to the child under a fresh proxy id.
+    fn forward_request(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+        reply: Reply,
+        subscribing: Option<String>,
+    ) -> Result<(), Refused> {
+        let client_id = env.id.expect("requests have ids").get();
+        let proxy_id = self.next_id();
+        let proxy_text = proxy_id.to_string();
+        let token = env.progress_token();
+        let mut edits = vec![(span_of(text, client_id), proxy_text.as_str())];
+        if let Some(token) = token {
+            edits.push((span_of(text, token.get()), proxy_text.as_str()));
+        }
+        let line = splice(text, &mut edits);
+        let to_child = {
+            let mut state = self.lock();
+            let to_child = self.running_sender(&state)?;
+            let s = state
+                .sessions
+                .get_mut(&session)
+                .ok_or(Refused::UnknownSession)?;
+            s.in_flight.insert(canonical_id(client_id), proxy_id);
+            state.pending.insert(
+                proxy_id,
+                Pending::Client(ClientRequest {
+                    session,
+                    id: client_id.into(),
+                    progress_token: token.map(|t| t.get().into()),
+                    reply,
+                    subscribing,
+                }),
+            );
+            to_child
+        };
+        debug!(
+            "server {:?}: session {session} request {} {client_id} -> {proxy_id}",
+            self.label,
+            env.method()
+        );
+        if let Err(refused) = send_with_timeout(&to_child, line) {
+            let mut state = self.lock();
+            if let Some(Pending::Client(request)) = state.pending.remove(&proxy_id)
+                && let Some(s) = state.sessions.get_mut(&request.session)
+            {
+                s.in_flight.remove(&canonical_id(client_id));
+            }
+            return Err(refused);
+        }
+        Ok(())
+    }
+
+    fn answer_initialize(
+        &self,
+        session: SessionId,
+        id: &str,
+        env: &Envelope<'_>,
+        reply: &Reply,
+    ) -> Result<(), Refused> {
+        let requested = env.param_str("protocolVersion");
+        let caps = env
+            .param("capabilities")
+            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+            .map(|v| ClientCaps {
+                sampling: v.get("sampling").is_some(),
+                elicitation: v.get("elicitation").is_some(),
+                roots: v.get("roots").is_some(),
+            })
+            .unwrap_or_default();
+        let init = {
+            let mut state = self.lock();
+            let init = state
+                .init
+                .clone()
+                .ok_or_else(|| Refused::Unavailable("not initialized".into()))?;
+            let s = state
+                .sessions
+                .get_mut(&session)
+                .ok_or(Refused::UnknownSession)?;
+            s.caps = caps;
+            s.initialized = true;
+            init
+        };
+        let version = match requested.as_deref() {
+            Some(v) if jsonrpc::SUPPORTED_VERSIONS.contains(&v) => v,
+            _ => jsonrpc::LATEST_VERSION,
+        };
+        let mut result = init.result.clone();
+        result.insert("protocolVersion".into(), Value::String(version.into()));
+        let body = serde_json::to_string(&result).expect("a Map always serialises");
+        debug!(
+            "server {:?}: session {session} initialized ({version}, {caps:?})",
+            self.label
+        );
+        reply
+            .tx
+            .offer(Outbound::Final(jsonrpc::result(id, &body).into()));
+        Ok(())
+    }
+
+    /// `logging/setLevel` is per session here: the child gets the most verbose level any
+    /// session asked for, and each session only sees messages at or above its own.
+    /// `None` when the child has no logging capability (the request is forwarded as is).
+    fn set_log_level(
+        &self,
+        session: SessionId,
+        id: &str,
+        env: &Envelope<'_>,
+        reply: &Reply,
+    ) -> Option<Result<(), Refused>> {
+        let rank = env
+            .param_str("level")
+            .as_deref()
+            .and_then(session::log_rank);
+        let Some(rank) = rank else {
+            let text = rpc::response(id, rpc::INVALID_PARAMS, "Invalid log level");
+            reply.tx.offer(Outbound::Final(text.into()));
+            return Some(Ok(()));
+        };
+        let send = {
+            let mut state = self.lock();
+            if !state.init.as_ref().is_some_and(|i| i.has_logging) {
+                return None;
+            }
+            let Some(s) = state.sessions.get_mut(&session) else {
+                return Some(Err(Refused::UnknownSession));
+            };
+            s.log_level = Some(rank);
+            let most_verbose = state.sessions.values().filter_map(|s| s.log_level).min();
+            if most_verbose != state.child_log_level {
+                state.child_log_level = most_verbose;
+                let proxy_id = self.next_id();
+                state.pending.insert(proxy_id, Pending::Internal(None));
+                most_verbose.map(|level| {
+                    jsonrpc::request(
+                        &proxy_id.to_string(),
+                        "logging/setLevel",
+                        &format!(r#"{{"level":"{}"}}"#, session::log_level_name(level)),
+                    )
+                })
+            } else {
+                None
+            }
+        };
+        if let Some(line) = send
+            && let Err(refused) = self.send_to_child(line)
+        {
+            return Some(Err(refused));
+        }
+        reply
+            .tx
+            .offer(Outbound::Final(jsonrpc::result(id, "{}").into()));
+        Some(Ok(()))
+    }
+
+    /// The child sees one subscription per URI, whoever asks; later subscribers are answered here.
+    fn subscribe(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+        reply: Reply,
+        uri: String,
+    ) -> Result<(), Refused> {
+        let forward = {
+            let mut state = self.lock();
+            let s = state
+                .sessions
+                .get_mut(&session)
+                .ok_or(Refused::UnknownSession)?;
+            if !s.subscriptions.insert(uri.clone()) {
+                false // this session already holds it
+            } else {
+                let count = state.subscriptions.entry(uri.clone()).or_insert(0);
+                *count += 1;
+                *count == 1
+            }
+        };
+        if forward {
+            return self.forward_request(session, text, env, reply, Some(uri));
+        }
+        let id = env.id.expect("requests have ids").get();
+        reply
+            .tx
+            .offer(Outbound::Final(jsonrpc::result(id, "{}").into()));
+        Ok(())
+    }
+
+    fn unsubscribe(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+        reply: Reply,
+        uri: String,
+    ) -> Result<(), Refused> {
+        let forward = {
+            let mut state = self.lock();
+            let s = state
+                .sessions
+                .get_mut(&session)
+                .ok_or(Refused::UnknownSession)?;
+            if s.subscriptions.remove(&uri) {
+                release_subscription(&mut state.subscriptions, &uri)
+            } else {
+                // Not ours: tell the child only if nobody else holds the URI either.
+                !state.subscriptions.contains_key(&uri)
+            }
+        };
+        if forward {
+            return self.forward_request(session, text, env, reply, None);
+        }
+        let id = env.id.expect("requests have ids").get();
+        reply
+            .tx
+            .offer(Outbound::Final(jsonrpc::result(id, "{}").into()));
+        Ok(())
+    }
+
+    fn client_notification(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+    ) -> Result<(), Refused> {
+        match env.method() {
+            // The child had its own from us at start-up.
+            "notifications/initialized" => Ok(()),
+            "notifications/cancelled" => self.client_cancelled(session, text, env),
+            _ => {
+                let to_child = self.running_sender(&self.lock())?;
+                send_with_timeout(&to_child, text.to_string())
+            }
+        }
+    }
+
+    /// Maps the cancelled request's id to the proxy id, answers the waiting reply at once.
+    fn client_cancelled(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+    ) -> Result<(), Refused> {
+        let Some(request_id) = env.param("requestId") else {
+            return Ok(());
+        };
+        let (to_child, proxy_id, request) = {
+            let mut state = self.lock();
+            let to_child = self.running_sender(&state)?;
+            let Some(proxy_id) = state
+                .sessions
+                .get_mut(&session)
+                .and_then(|s| s.in_flight.remove(&canonical_id(request_id.get())))
+            else {
+                debug!(
+                    "session {session}: cancel for unknown request {}",
+                    request_id.get()
+                );
+                return Ok(());
+            };
+            let request = match state.pending.remove(&proxy_id) {
+                Some(Pending::Client(r)) => Some(r),
+                _ => None,
+            };
+            (to_child, proxy_id, request)
+        };
+        if let Some(request) = request {
+            let text = rpc::response(&request.id, rpc::REQUEST_CANCELLED, "Request cancelled");
+            request.reply.tx.offer(Outbound::Final(text.into()));
+        }
+        let proxy_text = proxy_id.to_string();
+        let line = splice(text, &mut [(span_of(text, request_id.get()), &proxy_text)]);
+        send_with_timeout(&to_child, line)
+    }
+
+    /// A client's answer to a request of the child: only the session that was asked may answer.
+    fn client_response(
+        &self,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+    ) -> Result<(), Refused> {
+        let id = canonical_id(env.id.expect("responses have ids").get());
+        let to_child = {
+            let mut state = self.lock();
+            if state.child_requests.get(&id) != Some(&session) {
+                warn!(
+                    "server {:?}: session {session} answered {id}, which was not asked of it; dropped",
+                    self.label
+                );
+                return Ok(());
+            }
+            state.child_requests.remove(&id);
+            self.running_sender(&state)?
+        };
+        send_with_timeout(&to_child, text.to_string())
+    }
+
+    // ---- child → clients -------------------------------------------------------------------
+
+    pub(super) fn on_child_line(&self, line: String) {
+        let env = match Envelope::parse(&line) {
+            Ok(env) => env,
+            Err(e) => {
+                warn!(
+                    "server {:?}: skipped a stdout line that is not JSON-RPC ({}): {:?}",
+                    self.label,
+                    e.message(),
+                    truncate(&line, 200)
+                );
+                return;
+            }
+        };
+        match env.kind {
+            Kind::Response => self.child_response(&line, &env),
+            Kind::Request => self.child_request(&line, &env),
+            Kind::Notification => self.child_notification(&line, &env),
+        }
+    }
+
+    fn child_response(&self, line: &str, env: &Envelope<'_>) {
+        let raw_id = env.id.expect("responses have ids").get();
+        let Some(proxy_id) = raw_id.parse::<u64>().ok() else {
+            warn!(
+                "server {:?}: response with unknown id {raw_id}; dropped",
+                self.label
+            );
+            return;
+        };
+        let pending = {
+            let mut state = self.lock();
+            let pending = state.pending.remove(&proxy_id);
+            if let Some(Pending::Client(request)) = &pending {
+                if let Some(s) = state.sessions.get_mut(&request.session) {
+                    s.in_flight.remove(&canonical_id(&request.id));
+                }
+                if env.error.is_some()
+                    && let Some(uri) = &request.subscribing
+                {
+                    if let Some(s) = state.sessions.get_mut(&request.session) {
+                        s.subscriptions.remove(uri);
+                    }
+                    release_subscription(&mut state.subscriptions, uri);
+                }
+            }
+            pending
+        };
+        match pending {
+            Some(Pending::Client(request)) => {
+                let text = envelope::with_id(line, env, &request.id);
+                debug!(
+                    "server {:?}: response {proxy_id} -> session {} id {}",
+                    self.label, request.session, request.id
+                );
+                if !matches!(
+                    request.reply.tx.offer(Outbound::Final(text.into())),
+                    Offer::Sent
+                ) {
+                    debug!(
+                        "server {:?}: session {} left before its response {}; dropped",
+                        self.label, request.session, request.id
+                    );
+                }
+            }
+            Some(Pending::Internal(Some(tx))) => {
+                let _ = tx.send(line.to_string()); // the waiter may have timed out; fine.
+            }
+            Some(Pending::Internal(None)) => {
+                if env.error.is_some() {
+                    debug!(
+                        "server {:?}: internal request {proxy_id} failed: {line}",
+                        self.label
+                    );
+                }
+            }
+            None => debug!(
+                "server {:?}: response {proxy_id} for a request no longer waiting; dropped",
+                self.label
+            ),
+        }
+    }
+
+    fn child_request(&self, line: &str, env: &Envelope<'_>) {
+        let raw_id = env.id.expect("requests have ids").get();
+        let method = env.method();
+        if method == "ping" {
+            let _ = self.try_send_to_child(jsonrpc::result(raw_id, "{}"));
+            return;
+        }
+        let message: Arc<str> = line.into();
+        let delivered = {
+            let mut state = self.lock();
+            let target = pick_session_for(&state, method);
+            match target {
+                Some((session, reply)) => {
+                    state.child_requests.insert(canonical_id(raw_id), session);
+                    let sent = match reply {
+                        Some(tx) => matches!(tx.offer(Outbound::Message(message)), Offer::Sent),
+                        None => {
+                            let s = state.sessions.get_mut(&session).expect("picked session");
+                            s.deliver_unrelated(session, message);
+                            true
+                        }
+                    };
+                    if !sent {
+                        state.child_requests.remove(&canonical_id(raw_id));
+                    }
+                    sent.then_some(session)
+                }
+                None => None,
+            }
+        };
+        match delivered {
+            Some(session) => debug!(
+                "server {:?}: request {method} {raw_id} -> session {session}",
+                self.label
+            ),
+            None => {
+                warn!(
+                    "server {:?}: no connected client can answer {method}; refused",
+                    self.label
+                );
+                let _ = self.try_send_to_child(rpc::response(
+                    raw_id,
+                    rpc::METHOD_NOT_FOUND,
+                    &format!("mcp-proxy: no connected client accepts {method} now"),
+                ));
+            }
+        }
+    }
+
+    fn child_notification(&self, line: &str, env: &Envelope<'_>) {
+        match env.method() {
+            "notifications/progress" => self.child_progress(line, env),
+            "notifications/message" => {
+                let level = env.param_str("level");
+                let message: Arc<str> = line.into();
+                let mut state = self.lock();
+                let targets: Vec<SessionId> = state
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.wants_log(level.as_deref()))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in targets {
+                    deliver_to_session(&mut state, id, message.clone());
+                }
+            }
+            "notifications/resources/updated" => {
+                let Some(uri) = env.param_str("uri") else {
+                    return;
+                };
+                let message: Arc<str> = line.into();
+                let mut state = self.lock();
+                let targets: Vec<SessionId> = state
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.subscriptions.contains(&uri))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in targets {
+                    deliver_to_session(&mut state, id, message.clone());
+                }
+            }
+            "notifications/cancelled" => {
+                // The child gave up on one of its requests: tell the client that has it.
+                let Some(request_id) = env.param("requestId") else {
+                    return;
+                };
+                let mut state = self.lock();
+                if let Some(session) = state.child_requests.remove(&canonical_id(request_id.get()))
+                {
+                    deliver_to_session(&mut state, session, line.into());
+                }
+            }
+            _ => {
+                let message: Arc<str> = line.into();
+                let mut state = self.lock();
+                let targets: Vec<SessionId> = state.sessions.keys().copied().collect();
+                for id in targets {
+                    deliver_to_session(&mut state, id, message.clone());
+                }
+            }
+        }
+    }
+
+    /// Progress goes to the request that asked for it, with the client's own token.
+    fn child_progress(&self, line: &str, env: &Envelope<'_>) {
+        let Some(token) = env.param("progressToken") else {
+            return;
+        };
+        let Ok(proxy_id) = token.get().parse::<u64>() else {
+            debug!(
+                "server {:?}: progress for unknown token {}",
+                self.label,
+                token.get()
+            );
+            return;
+        };
+        let mut state = self.lock();
+        let Some(Pending::Client(request)) = state.pending.get(&proxy_id) else {
+            debug!(
+                "server {:?}: progress for finished request {proxy_id}",
+                self.label
+            );
+            return;
+        };
+        let Some(client_token) = &request.progress_token else {
+            return;
+        };
+        let text: Arc<str> = splice(line, &mut [(span_of(line, token.get()), client_token)]).into();
+        let (reply, session) = (request.reply.clone(), request.session);
+        if reply.carries_related {
+            reply.tx.offer(Outbound::Message(text));
+        } else if let Some(s) = state.sessions.get_mut(&session) {
+            s.deliver_unrelated(session, text);
+        }
+    }
+}
+
+/// The session that should receive a request of the child: the one whose request went to the
+/// child most recently and whose client accepts `method`, with the stream to use (`None`: the
+/// session's own stream). Falls back to any such session with a stream open.
+fn pick_session_for(state: &State, method: &str) -> Option<(SessionId, Option<StreamTx>)> {
+    for pending in state.pending.values().rev() {
+        let Pending::Client(request) = pending else {
+            continue;
+        };
+        let Some(session) = state.sessions.get(&request.session) else {
+            continue;
+        };
+        if !session.initialized || !session.caps.accepts(method) {
+            continue;
+        }
+        if request.reply.carries_related {
+            return Some((request.session, Some(request.reply.tx.clone())));
+        }
+        if session.has_live_stream() {
+            return Some((request.session, None));
+        }
+    }
+    state
+        .sessions
+        .iter()
+        .find(|(_, s)| s.initialized && s.caps.accepts(method) && s.has_live_stream())
+        .map(|(id, _)| (*id, None))
+}
+
+/// Delivers a message meant for a session as a whole: on the stream of its most recent request
+/// still in flight when that stream carries related messages (a log line emitted during a tool
+/// call arrives with the call), else on the session's own stream.
+pub(super) fn deliver_to_session(state: &mut State, id: SessionId, message: Arc<str>) {
+    let Some(session) = state.sessions.get(&id) else {
+        return;
+    };
+    let newest =
+        session
+            .in_flight
+            .values()
+            .max()
+            .and_then(|proxy_id| match state.pending.get(proxy_id) {
+                Some(Pending::Client(r)) if r.reply.carries_related => Some(r.reply.tx.clone()),
+                _ => None,
+            });
+    if let Some(tx) = newest
+        && matches!(tx.offer(Outbound::Message(message.clone())), Offer::Sent)
+    {
+        return;
+    }
+    if let Some(session) = state.sessions.get_mut(&id) {
+        session.deliver_unrelated(id, message);
+    }
+}
