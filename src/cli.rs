@@ -31,6 +31,7 @@ pub struct RawArgs {
     pub username: Option<String>,
     pub password: Option<String>,
     pub digest: bool,
+    pub max_disconnected: Option<String>,
     // stdio servers
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
@@ -48,6 +49,12 @@ pub struct RawArgs {
     pub allow_origins: Vec<String>,
     pub expose_headers: Vec<String>,
     pub sse_keepalive: Option<String>,
+    pub auth_token: Option<String>,
+    pub max_message_size: Option<String>,
+    pub max_sessions: Option<String>,
+    pub session_idle_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub http_timeout: Option<String>,
 }
 
 pub const USAGE: &str = "\
@@ -56,6 +63,7 @@ usage: mcp-proxy [-h] [--version] [-H KEY VALUE]
                  [--no-verify-ssl] [-e KEY VALUE] [--cwd CWD]
                  [--client-id CLIENT_ID] [--client-secret CLIENT_SECRET] [--token-url TOKEN_URL]
                  [--username USERNAME] [--password PASSWORD] [--digest]
+                 [--max-disconnected SECONDS]
                  [--pass-environment | --no-pass-environment]
                  [--log-level LEVEL] [--debug | --no-debug]
                  [--named-server NAME COMMAND_STRING]
@@ -64,6 +72,9 @@ usage: mcp-proxy [-h] [--version] [-H KEY VALUE]
                  [--sse-host SSE_HOST]
                  [--allow-origin ALLOW_ORIGIN [ALLOW_ORIGIN ...]]
                  [--expose-header HEADER] [--sse-keepalive SECONDS]
+                 [--auth-token TOKEN] [--max-message-size BYTES] [--max-sessions N]
+                 [--session-idle-timeout SECONDS] [--request-timeout SECONDS]
+                 [--http-timeout SECONDS]
                  [command_or_url] [args ...]";
 
 pub const HELP: &str = "
@@ -94,6 +105,9 @@ SSE/StreamableHTTP client options:
   --username USERNAME   HTTP Basic user
   --password PASSWORD   HTTP Basic password
   --digest              Use HTTP Digest instead of Basic with --username/--password
+  --max-disconnected SECONDS
+                        How long the remote may stay unreachable (reconnecting with backoff,
+                        requests queued) before the proxy gives up and exits 1. Default: 300.
   Environment: API_ACCESS_TOKEN=T sends 'Authorization: Bearer T'.
 
 stdio server options:
@@ -123,6 +137,24 @@ HTTP server options:
   --sse-keepalive SECONDS
                         Interval of the keep-alive comment on idle SSE streams; a client that
                         vanished is noticed within two intervals. Default: 15.
+  --auth-token TOKEN    Require 'Authorization: Bearer TOKEN' on every request but /health
+                        (401 otherwise). Also read from MCP_PROXY_AUTH_TOKEN, which keeps it
+                        out of the process list. Default: no authentication.
+
+Limits (server mode; each logs a line when it triggers):
+  --max-message-size BYTES
+                        Largest message on any input: bigger HTTP bodies get 413, bigger lines
+                        from a child are dropped. Default: 33554432 (32 MiB).
+  --max-sessions N      Open sessions per server; more get 503. Default: 10000.
+  --session-idle-timeout SECONDS
+                        A session with no request, no stream and nothing in flight for this
+                        long is closed. 0 = never. Default: 1800.
+  --request-timeout SECONDS
+                        A request the child has not answered in this long gets a JSON-RPC error
+                        and the child gets notifications/cancelled. 0 = never. Default: 0.
+  --http-timeout SECONDS
+                        Read and write timeout of HTTP connections: an idle keep-alive
+                        connection is closed, a client that stops reading is dropped. Default: 120.
 
 Routes (server mode): /mcp (Streamable HTTP), /sse and /messages/ (legacy SSE),
 /servers/NAME/... for named servers, /status.
@@ -171,6 +203,9 @@ fn parse(mut p: lexopt::Parser, default_url: Option<String>) -> Result<Parsed, E
             Long("username") => a.username = Some(string(&mut p, "--username")?),
             Long("password") => a.password = Some(string(&mut p, "--password")?),
             Long("digest") => a.digest = true,
+            Long("max-disconnected") => {
+                a.max_disconnected = Some(string(&mut p, "--max-disconnected")?)
+            }
             Short('e') | Long("env") => a.env.push(pair(&mut p, "--env")?),
             Long("cwd") => a.cwd = Some(string(&mut p, "--cwd")?),
             Long("pass-environment") => a.pass_environment = true,
@@ -199,6 +234,18 @@ fn parse(mut p: lexopt::Parser, default_url: Option<String>) -> Result<Parsed, E
             }
             Long("expose-header") => a.expose_headers.push(string(&mut p, "--expose-header")?),
             Long("sse-keepalive") => a.sse_keepalive = Some(string(&mut p, "--sse-keepalive")?),
+            Long("auth-token") => a.auth_token = Some(string(&mut p, "--auth-token")?),
+            Long("max-message-size") => {
+                a.max_message_size = Some(string(&mut p, "--max-message-size")?)
+            }
+            Long("max-sessions") => a.max_sessions = Some(string(&mut p, "--max-sessions")?),
+            Long("session-idle-timeout") => {
+                a.session_idle_timeout = Some(string(&mut p, "--session-idle-timeout")?)
+            }
+            Long("request-timeout") => {
+                a.request_timeout = Some(string(&mut p, "--request-timeout")?)
+            }
+            Long("http-timeout") => a.http_timeout = Some(string(&mut p, "--http-timeout")?),
             Value(v) => positionals.push(into_string(v, "argument")?),
             _ => return Err(usage(arg.unexpected())),
         }

@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::cli::RawArgs;
 use crate::error::Error;
+use crate::limits;
+use crate::logging::Secret;
 
 /// Everything the program needs, resolved.
 pub struct Settings {
@@ -20,8 +22,6 @@ pub struct Settings {
 
 pub enum Mode {
     Server(ServerSettings),
-    // Read by client mode (issue 3), which is not wired yet.
-    #[allow(dead_code)]
     Client(ClientSettings),
 }
 
@@ -35,8 +35,25 @@ pub struct ServerSettings {
     pub expose_headers: Vec<String>,
     /// Interval of the keep-alive comment on idle SSE streams.
     pub sse_keepalive: Duration,
+    /// Inbound bearer token (`--auth-token`, `MCP_PROXY_AUTH_TOKEN`).
+    pub auth_token: Option<Secret<String>>,
+    pub limits: ServerLimits,
     /// The default server (name `None`) first, then named servers in definition order.
     pub servers: Vec<ServerSpec>,
+}
+
+/// The caps of server mode, each from a flag with a default in `limits.rs`.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    pub max_message_bytes: usize,
+    /// Per server.
+    pub max_sessions: usize,
+    /// `None`: sessions are never reaped for idleness.
+    pub session_idle: Option<Duration>,
+    /// `None`: requests wait for the child as long as it takes.
+    pub request_timeout: Option<Duration>,
+    /// Socket read and write timeout of HTTP connections.
+    pub http_timeout: Duration,
 }
 
 /// One stdio server to spawn. Holds environment values, which may be secrets: no `Debug`.
@@ -61,14 +78,16 @@ impl ServerSpec {
     }
 }
 
-/// Client mode: stdio bridged to a remote server.
-#[allow(dead_code)] // read by client mode (issue 3), which is not wired yet
+/// Client mode: stdio bridged to a remote server. Holds credentials: no `Debug`.
 pub struct ClientSettings {
     pub url: String,
     pub transport: Transport,
+    /// `-H` headers and `API_ACCESS_TOKEN`'s Authorization, sent on every request.
     pub headers: Vec<(String, String)>,
     pub tls: TlsVerify,
     pub auth: ClientAuth,
+    /// How long the remote may stay unreachable before client mode exits 1.
+    pub max_disconnected: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +105,6 @@ pub enum TlsVerify {
 }
 
 /// How the client authenticates to the remote (besides `--headers`).
-#[allow(dead_code)] // read by client mode (issue 3), which is not wired yet
 pub enum ClientAuth {
     None,
     Basic {
@@ -192,26 +210,72 @@ fn server_settings(raw: RawArgs) -> Result<ServerSettings, Error> {
     } else {
         raw.expose_headers.clone()
     };
-    let sse_keepalive = match raw.sse_keepalive.as_deref() {
-        None => crate::limits::SSE_KEEPALIVE,
-        Some(s) => match s.parse::<f64>() {
-            Ok(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
-            _ => {
-                return Err(Error::Usage(format!(
-                    "--sse-keepalive: invalid value {s:?} (seconds, more than 0, at most 3600)"
-                )));
-            }
-        },
+    let sse_keepalive = seconds(&raw.sse_keepalive, "--sse-keepalive", false)?
+        .flatten()
+        .unwrap_or(limits::SSE_KEEPALIVE);
+    let auth_token = raw
+        .auth_token
+        .clone()
+        .or_else(|| std::env::var("MCP_PROXY_AUTH_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+        .map(Secret);
+    let limits = ServerLimits {
+        max_message_bytes: count(&raw.max_message_size, "--max-message-size", 1)?
+            .unwrap_or(limits::MAX_MESSAGE_BYTES),
+        max_sessions: count(&raw.max_sessions, "--max-sessions", 1)?
+            .unwrap_or(limits::MAX_SESSIONS),
+        session_idle: seconds(&raw.session_idle_timeout, "--session-idle-timeout", true)?
+            .unwrap_or(Some(limits::SESSION_IDLE_TIMEOUT)),
+        request_timeout: seconds(&raw.request_timeout, "--request-timeout", true)?.flatten(),
+        http_timeout: seconds(&raw.http_timeout, "--http-timeout", false)?
+            .flatten()
+            .unwrap_or(limits::HTTP_TIMEOUT),
     };
     Ok(ServerSettings {
         host,
         port,
         sse_keepalive,
+        auth_token,
+        limits,
         stateless: raw.stateless,
         allow_origins: raw.allow_origins,
         expose_headers,
         servers,
     })
+}
+
+/// A duration flag in seconds (fractions allowed). `Some(None)`: 0 given where 0 means "never".
+fn seconds(
+    value: &Option<String>,
+    flag: &str,
+    zero_means_never: bool,
+) -> Result<Option<Option<Duration>>, Error> {
+    let Some(s) = value else { return Ok(None) };
+    match s.trim().parse::<f64>() {
+        Ok(secs) if secs == 0.0 && zero_means_never => Ok(Some(None)),
+        Ok(secs) if secs > 0.0 && secs <= 365.0 * 86_400.0 => {
+            Ok(Some(Some(Duration::from_secs_f64(secs))))
+        }
+        _ => Err(Error::Usage(format!(
+            "{flag}: invalid value {s:?} (seconds{})",
+            if zero_means_never {
+                ", 0 for never"
+            } else {
+                ", more than 0"
+            }
+        ))),
+    }
+}
+
+/// A whole-number flag of at least `min`.
+fn count(value: &Option<String>, flag: &str, min: usize) -> Result<Option<usize>, Error> {
+    let Some(s) = value else { return Ok(None) };
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= min => Ok(Some(n)),
+        _ => Err(Error::Usage(format!(
+            "{flag}: invalid value {s:?} (a whole number, at least {min})"
+        ))),
+    }
 }
 
 /// The safe default variables, plus the whole environment with `--pass-environment`.
@@ -480,13 +544,28 @@ fn client_settings(raw: RawArgs) -> Result<ClientSettings, Error> {
         Some(Some(v)) => tls_verify_from(v),
     };
     let auth = client_auth(&raw)?;
+    let max_disconnected = match raw.max_disconnected.as_deref() {
+        None => crate::limits::DEFAULT_MAX_DISCONNECTED,
+        Some(s) => parse_seconds(s).ok_or_else(|| {
+            Error::Usage(format!(
+                "--max-disconnected: invalid value {s:?} (expected a number of seconds)"
+            ))
+        })?,
+    };
     Ok(ClientSettings {
         url,
         transport,
         headers,
         tls,
         auth,
+        max_disconnected,
     })
+}
+
+/// A non-negative, finite number of seconds (fractions allowed).
+fn parse_seconds(s: &str) -> Option<std::time::Duration> {
+    let secs: f64 = s.trim().parse().ok()?;
+    std::time::Duration::try_from_secs_f64(secs).ok()
 }
 
 /// `--verify-ssl VALUE`: true/1/yes/on verify, false/0/no/off don't, anything else is a CA path.

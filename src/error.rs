@@ -18,6 +18,9 @@ pub enum Error {
     NoServers,
     /// The listening socket could not be opened (exit 1).
     Bind { addr: String, source: io::Error },
+    /// Client mode: the remote server cannot be reached, rejected our credentials, or stayed
+    /// unreachable longer than `--max-disconnected` (exit 1). One readable sentence.
+    Upstream(String),
     /// An IO failure of the program itself (exit 1).
     Io {
         what: &'static str,
@@ -49,6 +52,7 @@ impl fmt::Display for Error {
                  (or --named-server-config) must be provided for stdio mode.",
             ),
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Upstream(m) => write!(f, "remote server: {m}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
         }
     }

@@ -39,18 +39,108 @@ pub const CHILD_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// its stream is closed.
 pub const STREAM_QUEUE: usize = 4096;
 
-/// Unrelated messages (log lines, list_changed) kept for a Streamable HTTP session that has no
-/// stream open to carry them; delivered when its GET stream opens. Oldest dropped first.
-pub const SESSION_BACKLOG: usize = 256;
+/// Events kept per resumable SSE stream for a client that reconnects with `Last-Event-ID`
+/// (and, on the GET stream, for a client that has no GET connection open yet). Oldest first out.
+pub const REPLAY_EVENTS: usize = 256;
+
+/// Bytes kept per resumable stream, whatever the count: a few large results fit, memory
+/// stays bounded (the newest event is always kept).
+pub const REPLAY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Resumable streams kept per session; beyond it the oldest finished one goes.
+pub const STREAMS_PER_SESSION: usize = 64;
+
+/// How long a finished POST stream stays resumable after its response.
+pub const RESUME_GRACE: Duration = Duration::from_secs(60);
 
 /// Default interval of the `: ping` comment on idle SSE streams (the Python tool's
 /// sse-starlette uses 15 s); also how a vanished client is noticed on an idle stream
 /// (`--sse-keepalive`).
 pub const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// The `retry:` of a priming event: how long a client waits before resuming a dropped stream.
+pub const SSE_RETRY_MS: u64 = 1000;
+
 /// Stack of the threads we spawn per HTTP request. serde_json stops at 128 levels of nesting,
 /// which needs far less; measured peak below 64 KiB in a debug build.
 pub const HANDLER_STACK_BYTES: usize = 256 * 1024;
 
-/// Downstream sessions of one server at once (Streamable HTTP and SSE together).
+/// Default of `--max-sessions`: downstream sessions of one server at once (Streamable HTTP and
+/// SSE together); each costs a few KiB, so this bounds memory well under 100 MiB.
 pub const MAX_SESSIONS: usize = 10_000;
+
+/// Default of `--session-idle-timeout`: a Streamable HTTP session with no request, no open
+/// stream and nothing in flight for this long is closed (clients that never DELETE leak
+/// otherwise). The Python SDK reaps after 30 minutes too.
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Default of `--http-timeout`: socket read and write timeout of HTTP connections. Closes
+/// idle keep-alive connections and drops a client that stopped reading its stream; set on
+/// the listener, which accepted sockets inherit on Linux.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often sessions and requests are checked against their timeouts.
+pub const REAPER_TICK: Duration = Duration::from_secs(1);
+
+// ---- client mode ------------------------------------------------------------------------------
+
+/// Connecting (DNS + TCP + TLS) to the remote server. Below the 15 s in which a start-up failure
+/// must be reported, and long enough for a slow TLS handshake across the world.
+pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waiting for the response head of a stream open, a DELETE, or an OAuth/discovery request.
+/// POSTs have none: a `tools/call` answered as JSON may legitimately take minutes.
+pub const CLIENT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First delay before reconnecting to the remote; doubles on each failure.
+pub const RECONNECT_BACKOFF_START: Duration = Duration::from_millis(250);
+
+/// Ceiling of the reconnect delay: a restarted remote is noticed within this much.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Default of `--max-disconnected`: how long the remote may stay unreachable before client mode
+/// gives up (exit 1). Long enough to ride out a redeploy of the remote.
+pub const DEFAULT_MAX_DISCONNECTED: Duration = Duration::from_secs(300);
+
+/// How long a request from stdin may wait for the remote to come back before it is answered
+/// with an error: MCP clients time requests out after about 60 s; answering sooner lets them
+/// show a useful message.
+pub const QUEUED_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Messages from stdin held while the remote is unreachable. Beyond this, requests are answered
+/// with an error at once and notifications are dropped with a warning.
+pub const OUTAGE_QUEUE: usize = 1024;
+
+/// POSTs in flight at once. A request whose reply is JSON holds its connection (and thread) until
+/// the result is ready; more than this and further messages wait in the queue.
+pub const MAX_CONCURRENT_POSTS: usize = 64;
+
+/// Stack of client mode's per-POST and per-stream threads: ureq + rustls handshake + the SSE
+/// parser; a debug build needs well under half of this.
+pub const CLIENT_THREAD_STACK_BYTES: usize = 512 * 1024;
+
+/// Lines read from stdin ahead of the bridge: a small buffer, the pipe itself holds more.
+pub const STDIN_QUEUE: usize = 64;
+
+/// Messages waiting for the stdout writer; when full, readers of the remote wait (backpressure).
+pub const STDOUT_QUEUE: usize = 1024;
+
+/// Reports from transport threads to the bridge.
+pub const REPORT_QUEUE: usize = 1024;
+
+/// After stdin closes, how long answers to requests already sent may still be written out.
+pub const STDIN_EOF_DRAIN: Duration = Duration::from_secs(3);
+
+/// Attempts to resume a Streamable HTTP reply stream with `Last-Event-ID` (spec F7) before the
+/// request is answered as lost.
+pub const RESUME_ATTEMPTS: u32 = 3;
+
+/// An OAuth access token is renewed this long before `expires_in` runs out (the Python tool's
+/// httpx_auth `early_expiry`), so a request never carries a token that expires in flight.
+pub const TOKEN_EARLY_RENEWAL: Duration = Duration::from_secs(30);
+
+/// Largest token response or discovery document (RFC 9728 / RFC 8414 metadata) we read.
+pub const METADATA_MAX_BYTES: u64 = 1024 * 1024;
+
+/// The part of an error body quoted in a log line or a JSON-RPC error message.
+pub const ERROR_BODY_QUOTE_BYTES: u64 = 512;

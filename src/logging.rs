@@ -18,12 +18,10 @@ pub fn init(level: LevelFilter) {
     let _ = logger.init();
 }
 
-#[allow(dead_code)] // used by client mode's credentials (issue 3)
 /// A value that must never reach a log line: `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T>(pub T);
 
-#[allow(dead_code)] // used by client mode's credentials (issue 3)
 impl<T> Secret<T> {
     pub fn expose(&self) -> &T {
         &self.0

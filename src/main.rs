@@ -5,6 +5,7 @@
 
 mod child;
 mod cli;
+mod client;
 mod config;
 mod error;
 mod framing;
@@ -62,8 +63,13 @@ fn run() -> Result<(), Error> {
             .map_err(|e| Error::io("starting the signal thread", e))?;
             server::run(server, shutdown)
         }
-        Mode::Client(_) => Err(Error::Usage(
-            "client mode (a URL as command_or_url) is not available in this build yet".into(),
-        )),
+        Mode::Client(client) => {
+            // The first signal ends client mode as stdin EOF does (DELETE, exit 0).
+            shutdown::watch_signals(shutdown.clone(), |sig| {
+                std::process::exit(128 + sig);
+            })
+            .map_err(|e| Error::io("starting the signal thread", e))?;
+            client::run(client, shutdown)
+        }
     }
 }

@@ -36,9 +36,11 @@ pub trait LineSink: Send + 'static {
 
 impl ChildProcess {
     /// Spawns the child and its pump threads. Returns the process and the sender of its stdin.
+    /// Stdout lines longer than `max_line` bytes are dropped (and logged).
     pub fn spawn(
         spec: &ServerSpec,
         label: &str,
+        max_line: usize,
         sink: impl LineSink,
     ) -> std::io::Result<(Arc<ChildProcess>, Sender<String>)> {
         let spawned = spawn::spawn(spec)?;
@@ -50,18 +52,10 @@ impl ChildProcess {
             pid,
             label: label.to_string(),
             exited,
-            status: status.clone(),
+            status,
         });
         let (stdin_tx, stdin_rx) = crossbeam_channel::bounded(limits::CHILD_INPUT_QUEUE);
-        pump::start(
-            spawned,
-            label,
-            stdin_rx,
-            exited_tx,
-            status,
-            child.clone(),
-            sink,
-        )?;
+        pump::start(spawned, child.clone(), stdin_rx, exited_tx, max_line, sink)?;
         Ok((child, stdin_tx))
     }
 

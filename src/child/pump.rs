@@ -7,8 +7,7 @@
 //! - `child-wait` reaps the process and records its status.
 
 use std::io::{BufReader, BufWriter, Write};
-use std::process::ExitStatus;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -21,19 +20,20 @@ use crate::limits;
 
 pub fn start(
     spawned: Spawned,
-    label: &str,
+    process: Arc<ChildProcess>,
     stdin_rx: Receiver<String>,
     exited_tx: Sender<()>,
-    status: Arc<Mutex<Option<ExitStatus>>>,
-    process: Arc<ChildProcess>,
+    max_line: usize,
     sink: impl LineSink,
 ) -> std::io::Result<()> {
+    let label = process.label.clone();
+    let status = process.status.clone();
     let mut child = spawned.child;
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
 
-    let name = label.to_string();
+    let name = label.clone();
     thread::Builder::new()
         .name("child-in".into())
         .spawn(move || write_stdin(stdin, stdin_rx, &name))?;
@@ -57,7 +57,7 @@ pub fn start(
     let name = label.to_string();
     thread::Builder::new()
         .name("child-out".into())
-        .spawn(move || read_stdout(stdout, &name, &process, sink))?;
+        .spawn(move || read_stdout(stdout, &name, &process, max_line, sink))?;
     Ok(())
 }
 
@@ -85,18 +85,15 @@ fn read_stdout(
     stdout: std::process::ChildStdout,
     label: &str,
     process: &ChildProcess,
+    max_line: usize,
     sink: impl LineSink,
 ) {
-    let mut reader = LineReader::new(
-        BufReader::with_capacity(64 * 1024, stdout),
-        limits::MAX_MESSAGE_BYTES,
-    );
+    let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), max_line);
     loop {
         match reader.next_line() {
             Ok(Some(Line::Text(line))) => sink.line(line),
             Ok(Some(Line::TooLong(n))) => warn!(
-                "server {label:?}: dropped a {n}-byte stdout line (limit {} bytes)",
-                limits::MAX_MESSAGE_BYTES
+                "server {label:?}: dropped a {n}-byte stdout line (limit {max_line} bytes, --max-message-size)"
             ),
             Ok(Some(Line::NotUtf8)) => {
                 warn!("server {label:?}: dropped a stdout line that is not UTF-8")

@@ -9,6 +9,8 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
 /// Implementation-defined server error range (-32000 to -32099): the server behind us is gone.
 pub const SERVER_UNAVAILABLE: i64 = -32000;
+/// The request took longer than the proxy's `--request-timeout` (the MCP SDKs' code).
+pub const REQUEST_TIMEOUT: i64 = -32001;
 /// The request was cancelled (the LSP code, used by MCP SDKs).
 pub const REQUEST_CANCELLED: i64 = -32800;
 

@@ -19,6 +19,7 @@
 //! it is released, and sends to clients are non-blocking `offer`s.
 
 pub mod session;
+pub mod stream;
 
 mod route;
 mod supervise;
@@ -27,17 +28,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use log::{info, warn};
+use log::{debug, info, warn};
 use serde_json::Value;
 
 use crate::child::{ChildProcess, LineSink};
 use crate::config::ServerSpec;
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
-pub use session::{Outbound, Reply, Session, SessionId, StreamTx};
+use session::AttachError;
+pub use session::{Reply, Session, SessionId};
+pub use stream::{EventId, Offer, Outbound, StreamTx};
 
 /// Why the mux would not take a message or a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +116,8 @@ struct ClientRequest {
     reply: Reply,
     /// A subscription counted when this request was sent, undone if the child refuses it.
     subscribing: Option<String>,
+    /// For `--request-timeout`.
+    sent_at: Instant,
 }
 
 /// What `/status` tells about a server's supervision.
@@ -144,10 +149,33 @@ struct State {
     child_log_level: Option<u8>,
 }
 
+/// The caps a mux enforces (from the command line).
+#[derive(Clone, Copy, Debug)]
+pub struct MuxOptions {
+    pub max_sessions: usize,
+    /// Longest line read from the child's stdout.
+    pub max_message_bytes: usize,
+}
+
+impl State {
+    /// Delivers to a request's reply: a connection, or a resumable stream of the session
+    /// (which buffers it for a resume). False when nowhere would take it.
+    fn deliver_reply(&mut self, session: SessionId, reply: &Reply, message: Outbound) -> bool {
+        match reply {
+            Reply::Direct { tx, .. } => matches!(tx.offer(message), Offer::Sent),
+            Reply::Stream(number) => self
+                .sessions
+                .get_mut(&session)
+                .is_some_and(|s| s.push(*number, message)),
+        }
+    }
+}
+
 /// One configured server: its supervised child and every session using it.
 pub struct Mux {
     pub label: String,
     spec: ServerSpec,
+    options: MuxOptions,
     state: Mutex<State>,
     /// Signalled whenever `state.status` changes.
     status_changed: Condvar,
@@ -179,12 +207,13 @@ impl LineSink for ChildEvents {
 }
 
 impl Mux {
-    pub fn new(spec: ServerSpec) -> Arc<Mux> {
+    pub fn new(spec: ServerSpec, options: MuxOptions) -> Arc<Mux> {
         // Few events ever: one per child exit, and the final stop.
         let (events, events_rx) = crossbeam_channel::bounded(16);
         Arc::new(Mux {
             label: spec.label().to_string(),
             spec,
+            options,
             state: Mutex::new(State {
                 status: Status::Starting,
                 health: Health::default(),
@@ -244,23 +273,19 @@ impl Mux {
     // ---- sessions --------------------------------------------------------------------------
 
     /// Opens a session. A legacy SSE session passes its stream now.
-    pub fn open_session(
-        &self,
-        legacy: bool,
-        stream: Option<StreamTx>,
-    ) -> Result<SessionId, Refused> {
+    /// Opens a session. A legacy SSE session passes its one stream.
+    pub fn open_session(&self, legacy_stream: Option<StreamTx>) -> Result<SessionId, Refused> {
         self.check_running()?;
         let mut state = self.lock();
-        if state.sessions.len() >= limits::MAX_SESSIONS {
+        if state.sessions.len() >= self.options.max_sessions {
             warn!(
-                "server {:?}: refused a session: {} are open (the limit)",
-                self.label,
-                limits::MAX_SESSIONS
+                "server {:?}: refused a session: {} are open (the limit, --max-sessions)",
+                self.label, self.options.max_sessions
             );
             return Err(Refused::TooManySessions);
         }
         let id = SessionId::random();
-        state.sessions.insert(id, Session::new(legacy, stream));
+        state.sessions.insert(id, Session::new(legacy_stream));
         Ok(id)
     }
 
@@ -268,33 +293,61 @@ impl Mux {
         self.lock().sessions.contains_key(&id)
     }
 
-    /// The stream of a legacy SSE session, where its replies go.
-    pub fn session_stream(&self, id: SessionId) -> Option<StreamTx> {
-        self.lock().sessions.get(&id).and_then(|s| s.stream.clone())
+    /// Where a legacy SSE session's replies go: its one stream.
+    pub fn legacy_reply(&self, id: SessionId) -> Option<Reply> {
+        self.lock()
+            .sessions
+            .get(&id)
+            .and_then(Session::legacy_reply)
     }
 
-    /// Attaches a Streamable HTTP GET stream (one at a time).
-    pub fn attach_stream(&self, id: SessionId, stream: StreamTx) -> Result<(), Refused> {
+    /// Opens a resumable stream for a POST's SSE reply, written by `writer`.
+    pub fn open_reply_stream(&self, id: SessionId, writer: StreamTx) -> Result<Reply, Refused> {
         let mut state = self.lock();
         let session = state.sessions.get_mut(&id).ok_or(Refused::UnknownSession)?;
-        if session.has_live_stream() {
-            return Err(Refused::StreamAlreadyOpen);
-        }
-        session.attach(stream);
-        Ok(())
+        Ok(Reply::Stream(session.open_stream(writer)))
     }
 
-    /// Detaches a GET stream that ended (only if it is still the attached one).
-    pub fn detach_stream(&self, id: SessionId, stream: &StreamTx) {
+    /// Attaches a GET connection: resuming the stream `last_event` names, or on the session's
+    /// GET stream (one connection at a time). Returns the stream's number.
+    pub fn attach_get(
+        &self,
+        id: SessionId,
+        writer: StreamTx,
+        last_event: Option<EventId>,
+    ) -> Result<u32, Refused> {
         let mut state = self.lock();
-        if let Some(session) = state.sessions.get_mut(&id)
-            && session
-                .stream
-                .as_ref()
-                .is_some_and(|s| s.same_channel(stream))
-        {
-            session.stream = None;
+        let session = state.sessions.get_mut(&id).ok_or(Refused::UnknownSession)?;
+        match session.attach_get(writer.clone(), last_event) {
+            Ok(number) => Ok(number),
+            Err(AttachError::AlreadyOpen) => Err(Refused::StreamAlreadyOpen),
+            Err(AttachError::UnknownEvent) => {
+                debug!("session {id}: Last-Event-ID names no stream kept; opening the GET stream");
+                session
+                    .attach_get(writer, None)
+                    .map_err(|_| Refused::StreamAlreadyOpen)
+            }
         }
+    }
+
+    /// Detaches a connection that ended from stream `number` (if it is still attached).
+    pub fn detach(&self, id: SessionId, number: u32, writer: &StreamTx) {
+        if let Some(session) = self.lock().sessions.get_mut(&id) {
+            session.detach(number, writer);
+        }
+    }
+
+    /// Drops a reply stream whose request was refused before it reached the child.
+    pub fn discard_stream(&self, id: SessionId, number: u32) {
+        if let Some(session) = self.lock().sessions.get_mut(&id) {
+            session.discard(number);
+        }
+    }
+
+    /// Answers a request here, without the child.
+    fn answer(&self, session: SessionId, reply: &Reply, text: String) {
+        self.lock()
+            .deliver_reply(session, reply, Outbound::last(text.into()));
     }
 
     /// Ends a session: its requests still at the child are cancelled there, the child's
@@ -347,13 +400,78 @@ impl Mux {
                 state.sessions.len()
             );
         }
+        // A JSON reply still waits on its connection; a stream of the session went with it.
         for request in abandoned {
-            let text = rpc::response(&request.id, rpc::REQUEST_CANCELLED, "Session closed");
-            request.reply.tx.offer(Outbound::Final(text.into()));
+            if let Reply::Direct { tx, .. } = &request.reply {
+                let text = rpc::response(&request.id, rpc::REQUEST_CANCELLED, "Session closed");
+                tx.offer(Outbound::last(text.into()));
+            }
         }
         for line in to_child {
             // The child may be gone or stuck; nothing to tell the departed client either way.
             let _ = self.send_to_child(line);
+        }
+    }
+
+    /// Enforces `--request-timeout` (the request gets an error, the child a cancellation) and
+    /// `--session-idle-timeout` (a Streamable HTTP session with nothing going on is closed).
+    pub fn reap(&self, session_idle: Option<Duration>, request_timeout: Option<Duration>) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let mut idle = Vec::new();
+        {
+            let mut state = self.lock();
+            if let Some(limit) = request_timeout {
+                let ids: Vec<u64> = state
+                    .pending
+                    .iter()
+                    .filter_map(|(id, p)| match p {
+                        Pending::Client(r) if now.duration_since(r.sent_at) >= limit => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+                for id in ids {
+                    if let Some(Pending::Client(request)) = state.pending.remove(&id) {
+                        if let Some(s) = state.sessions.get_mut(&request.session) {
+                            s.in_flight.remove(&canonical_id(&request.id));
+                        }
+                        expired.push((id, request));
+                    }
+                }
+            }
+            for session in state.sessions.values_mut() {
+                session.prune(now);
+            }
+            if let Some(limit) = session_idle {
+                idle = state
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.is_idle(now, limit))
+                    .map(|(id, _)| *id)
+                    .collect();
+            }
+        }
+        for (proxy_id, request) in expired {
+            let secs = request_timeout.map_or(0.0, |d| d.as_secs_f64());
+            warn!(
+                "server {:?}: request {} of session {} timed out after {secs} s; cancelled at the child",
+                self.label, request.id, request.session
+            );
+            let text = rpc::response(
+                &request.id,
+                rpc::REQUEST_TIMEOUT,
+                &format!("Request timed out after {secs} s (mcp-proxy --request-timeout)"),
+            );
+            self.lock()
+                .deliver_reply(request.session, &request.reply, Outbound::last(text.into()));
+            let _ = self.send_to_child(jsonrpc::notification(
+                "notifications/cancelled",
+                &format!(r#"{{"requestId":{proxy_id},"reason":"request timed out"}}"#),
+            )); // a child that is gone or stuck has nothing left to cancel.
+        }
+        for id in idle {
+            let secs = session_idle.map_or(0, |d| d.as_secs());
+            self.close_session(id, &format!("idle for {secs} s"));
         }
     }
 

@@ -4,11 +4,13 @@
 //! sends to the child's input queue made after the state lock is released.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::{debug, warn};
 use serde_json::Value;
 
-use super::session::{self, ClientCaps, Offer, Outbound, Reply, SessionId, StreamTx};
+use super::session::{self, ClientCaps, Reply, SessionId};
+use super::stream::Outbound;
 use super::{
     ClientRequest, Mux, Pending, Refused, State, canonical_id, release_subscription,
     send_with_timeout, truncate,
@@ -28,6 +30,9 @@ impl Mux {
         env: &Envelope<'_>,
         reply: Option<Reply>,
     ) -> Result<(), Refused> {
+        if let Some(s) = self.lock().sessions.get_mut(&session) {
+            s.last_used = Instant::now();
+        }
         match env.kind {
             Kind::Request => {
                 let reply = reply.expect("a request comes with a reply");
@@ -102,6 +107,7 @@ impl Mux {
                     progress_token: token.map(|t| t.get().into()),
                     reply,
                     subscribing,
+                    sent_at: Instant::now(),
                 }),
             );
             to_child
@@ -140,6 +146,10 @@ impl Mux {
                 roots: v.get("roots").is_some(),
             })
             .unwrap_or_default();
+        let version = match requested.as_deref() {
+            Some(v) if jsonrpc::SUPPORTED_VERSIONS.contains(&v) => v,
+            _ => jsonrpc::LATEST_VERSION,
+        };
         let init = {
             let mut state = self.lock();
             let init = state
@@ -152,11 +162,8 @@ impl Mux {
                 .ok_or(Refused::UnknownSession)?;
             s.caps = caps;
             s.initialized = true;
+            s.protocol_version = Some(version.to_string());
             init
-        };
-        let version = match requested.as_deref() {
-            Some(v) if jsonrpc::SUPPORTED_VERSIONS.contains(&v) => v,
-            _ => jsonrpc::LATEST_VERSION,
         };
         let mut result = init.result.clone();
         result.insert("protocolVersion".into(), Value::String(version.into()));
@@ -165,9 +172,7 @@ impl Mux {
             "server {:?}: session {session} initialized ({version}, {caps:?})",
             self.label
         );
-        reply
-            .tx
-            .offer(Outbound::Final(jsonrpc::result(id, &body).into()));
+        self.answer(session, reply, jsonrpc::result(id, &body));
         Ok(())
     }
 
@@ -187,7 +192,7 @@ impl Mux {
             .and_then(session::log_rank);
         let Some(rank) = rank else {
             let text = rpc::response(id, rpc::INVALID_PARAMS, "Invalid log level");
-            reply.tx.offer(Outbound::Final(text.into()));
+            self.answer(session, reply, text);
             return Some(Ok(()));
         };
         let send = {
@@ -220,9 +225,7 @@ impl Mux {
         {
             return Some(Err(refused));
         }
-        reply
-            .tx
-            .offer(Outbound::Final(jsonrpc::result(id, "{}").into()));
+        self.answer(session, reply, jsonrpc::result(id, "{}"));
         Some(Ok(()))
     }
 
@@ -253,9 +256,7 @@ impl Mux {
             return self.forward_request(session, text, env, reply, Some(uri));
         }
         let id = env.id.expect("requests have ids").get();
-        reply
-            .tx
-            .offer(Outbound::Final(jsonrpc::result(id, "{}").into()));
+        self.answer(session, &reply, jsonrpc::result(id, "{}"));
         Ok(())
     }
 
@@ -284,9 +285,7 @@ impl Mux {
             return self.forward_request(session, text, env, reply, None);
         }
         let id = env.id.expect("requests have ids").get();
-        reply
-            .tx
-            .offer(Outbound::Final(jsonrpc::result(id, "{}").into()));
+        self.answer(session, &reply, jsonrpc::result(id, "{}"));
         Ok(())
     }
 
@@ -317,7 +316,7 @@ impl Mux {
         let Some(request_id) = env.param("requestId") else {
             return Ok(());
         };
-        let (to_child, proxy_id, request) = {
+        let (to_child, proxy_id) = {
             let mut state = self.lock();
             let to_child = self.running_sender(&state)?;
             let Some(proxy_id) = state
@@ -331,16 +330,12 @@ impl Mux {
                 );
                 return Ok(());
             };
-            let request = match state.pending.remove(&proxy_id) {
-                Some(Pending::Client(r)) => Some(r),
-                _ => None,
-            };
-            (to_child, proxy_id, request)
+            if let Some(Pending::Client(request)) = state.pending.remove(&proxy_id) {
+                let text = rpc::response(&request.id, rpc::REQUEST_CANCELLED, "Request cancelled");
+                state.deliver_reply(request.session, &request.reply, Outbound::last(text.into()));
+            }
+            (to_child, proxy_id)
         };
-        if let Some(request) = request {
-            let text = rpc::response(&request.id, rpc::REQUEST_CANCELLED, "Request cancelled");
-            request.reply.tx.offer(Outbound::Final(text.into()));
-        }
         let proxy_text = proxy_id.to_string();
         let line = splice(text, &mut [(span_of(text, request_id.get()), &proxy_text)]);
         send_with_timeout(&to_child, line)
@@ -400,24 +395,21 @@ impl Mux {
             );
             return;
         };
-        let pending = {
-            let mut state = self.lock();
-            let pending = state.pending.remove(&proxy_id);
-            if let Some(Pending::Client(request)) = &pending {
-                if let Some(s) = state.sessions.get_mut(&request.session) {
-                    s.in_flight.remove(&canonical_id(&request.id));
-                }
-                if env.error.is_some()
-                    && let Some(uri) = &request.subscribing
-                {
-                    if let Some(s) = state.sessions.get_mut(&request.session) {
-                        s.subscriptions.remove(uri);
-                    }
-                    release_subscription(&mut state.subscriptions, uri);
-                }
+        let mut state = self.lock();
+        let pending = state.pending.remove(&proxy_id);
+        if let Some(Pending::Client(request)) = &pending {
+            if let Some(s) = state.sessions.get_mut(&request.session) {
+                s.in_flight.remove(&canonical_id(&request.id));
             }
-            pending
-        };
+            if env.error.is_some()
+                && let Some(uri) = &request.subscribing
+            {
+                if let Some(s) = state.sessions.get_mut(&request.session) {
+                    s.subscriptions.remove(uri);
+                }
+                release_subscription(&mut state.subscriptions, uri);
+            }
+        }
         match pending {
             Some(Pending::Client(request)) => {
                 let text = envelope::with_id(line, env, &request.id);
@@ -425,9 +417,10 @@ impl Mux {
                     "server {:?}: response {proxy_id} -> session {} id {}",
                     self.label, request.session, request.id
                 );
-                if !matches!(
-                    request.reply.tx.offer(Outbound::Final(text.into())),
-                    Offer::Sent
+                if !state.deliver_reply(
+                    request.session,
+                    &request.reply,
+                    Outbound::last(text.into()),
                 ) {
                     debug!(
                         "server {:?}: session {} left before its response {}; dropped",
@@ -468,7 +461,9 @@ impl Mux {
                 Some((session, reply)) => {
                     state.child_requests.insert(canonical_id(raw_id), session);
                     let sent = match reply {
-                        Some(tx) => matches!(tx.offer(Outbound::Message(message)), Offer::Sent),
+                        Some(reply) => {
+                            state.deliver_reply(session, &reply, Outbound::message(message))
+                        }
                         None => {
                             let s = state.sessions.get_mut(&session).expect("picked session");
                             s.deliver_unrelated(session, message);
@@ -583,8 +578,8 @@ impl Mux {
         };
         let text: Arc<str> = splice(line, &mut [(span_of(line, token.get()), client_token)]).into();
         let (reply, session) = (request.reply.clone(), request.session);
-        if reply.carries_related {
-            reply.tx.offer(Outbound::Message(text));
+        if reply.carries_related() {
+            state.deliver_reply(session, &reply, Outbound::message(text));
         } else if let Some(s) = state.sessions.get_mut(&session) {
             s.deliver_unrelated(session, text);
         }
@@ -594,7 +589,7 @@ impl Mux {
 /// The session that should receive a request of the child: the one whose request went to the
 /// child most recently and whose client accepts `method`, with the stream to use (`None`: the
 /// session's own stream). Falls back to any such session with a stream open.
-fn pick_session_for(state: &State, method: &str) -> Option<(SessionId, Option<StreamTx>)> {
+fn pick_session_for(state: &State, method: &str) -> Option<(SessionId, Option<Reply>)> {
     for pending in state.pending.values().rev() {
         let Pending::Client(request) = pending else {
             continue;
@@ -605,8 +600,8 @@ fn pick_session_for(state: &State, method: &str) -> Option<(SessionId, Option<St
         if !session.initialized || !session.caps.accepts(method) {
             continue;
         }
-        if request.reply.carries_related {
-            return Some((request.session, Some(request.reply.tx.clone())));
+        if request.reply.carries_related() {
+            return Some((request.session, Some(request.reply.clone())));
         }
         if session.has_live_stream() {
             return Some((request.session, None));
@@ -632,11 +627,11 @@ pub(super) fn deliver_to_session(state: &mut State, id: SessionId, message: Arc<
             .values()
             .max()
             .and_then(|proxy_id| match state.pending.get(proxy_id) {
-                Some(Pending::Client(r)) if r.reply.carries_related => Some(r.reply.tx.clone()),
+                Some(Pending::Client(r)) if r.reply.carries_related() => Some(r.reply.clone()),
                 _ => None,
             });
-    if let Some(tx) = newest
-        && matches!(tx.offer(Outbound::Message(message.clone())), Offer::Sent)
+    if let Some(reply) = newest
+        && state.deliver_reply(id, &reply, Outbound::message(message.clone()))
     {
         return;
     }

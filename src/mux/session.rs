@@ -2,12 +2,13 @@
 //! A session is one downstream client: a Streamable HTTP session, a legacy SSE connection, or
 //! one stateless request. Everything here is touched only under the mux's lock.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use log::warn;
 
+use super::stream::{EventId, EventStream, Offer, Outbound, StreamTx};
 use crate::limits;
 
 /// A downstream session's key: 128 random bits, shown as 32 hex digits (`Mcp-Session-Id`,
@@ -35,69 +36,26 @@ impl std::fmt::Display for SessionId {
     }
 }
 
-/// One message for a downstream stream.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// A notification or request; more follows.
-    Message(Arc<str>),
-    /// The response to the request this stream was opened for (its stream may then end).
-    Final(Arc<str>),
-}
-
-impl Outbound {
-    pub fn text(&self) -> &str {
-        match self {
-            Outbound::Message(m) | Outbound::Final(m) => m,
-        }
-    }
-}
-
-/// The sending half of a downstream stream, with a bound on what may wait in it.
-#[derive(Clone)]
-pub struct StreamTx {
-    tx: Sender<Outbound>,
-    cap: usize,
-}
-
-pub enum Offer {
-    Sent,
-    /// The client is not reading fast enough: `cap` messages wait already.
-    Full,
-    /// The stream's reader has ended.
-    Gone,
-}
-
-impl StreamTx {
-    /// A stream that holds at most `cap` messages. The channel is crossbeam's list flavour,
-    /// which allocates as it fills instead of `cap` slots up front (one is made per request);
-    /// `offer` keeps it bounded: every send goes through it, under the mux lock.
-    pub fn channel(cap: usize) -> (StreamTx, Receiver<Outbound>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (StreamTx { tx, cap }, rx)
-    }
-
-    pub fn offer(&self, message: Outbound) -> Offer {
-        if self.tx.len() >= self.cap {
-            return Offer::Full;
-        }
-        match self.tx.send(message) {
-            Ok(()) => Offer::Sent,
-            Err(_) => Offer::Gone,
-        }
-    }
-
-    pub fn same_channel(&self, other: &StreamTx) -> bool {
-        self.tx.same_channel(&other.tx)
-    }
-}
-
 /// Where the answer to one client request goes.
 #[derive(Clone)]
-pub struct Reply {
-    pub tx: StreamTx,
-    /// Whether notifications and requests related to the request may ride on the same stream
-    /// (an SSE reply does; a JSON reply carries only the response).
-    pub carries_related: bool,
+pub enum Reply {
+    /// Straight to a connection: a JSON reply (the response only), or the one stream of a
+    /// legacy SSE session (everything).
+    Direct { tx: StreamTx, carries_related: bool },
+    /// A resumable SSE stream of the session, by number: the response and everything related.
+    Stream(u32),
+}
+
+impl Reply {
+    /// Whether notifications and requests related to the request may ride along.
+    pub fn carries_related(&self) -> bool {
+        match self {
+            Reply::Direct {
+                carries_related, ..
+            } => *carries_related,
+            Reply::Stream(_) => true,
+        }
+    }
 }
 
 /// What the client declared it can do in its `initialize`.
@@ -122,72 +80,203 @@ impl ClientCaps {
 }
 
 pub struct Session {
-    /// The stream for messages unrelated to a request: the GET stream of a Streamable HTTP
-    /// session, or the one stream of a legacy SSE session.
-    pub stream: Option<StreamTx>,
-    /// A legacy SSE session lives exactly as long as its stream.
+    /// A legacy SSE session lives exactly as long as its one stream.
     pub legacy: bool,
-    /// Unrelated messages waiting for a GET stream to open (Streamable HTTP only).
-    backlog: VecDeque<Arc<str>>,
+    /// The one stream of a legacy SSE session.
+    legacy_stream: Option<StreamTx>,
+    /// The resumable streams of a Streamable HTTP session: POST replies and the GET stream.
+    streams: Vec<EventStream>,
+    next_stream: u32,
+    /// Which of `streams` carries messages unrelated to a request (the GET stream).
+    get_stream: Option<u32>,
     pub caps: ClientCaps,
     pub initialized: bool,
+    /// The protocol version agreed at `initialize`.
+    pub protocol_version: Option<String>,
     /// `logging/setLevel` of this session, as a severity rank (see [`log_rank`]).
     pub log_level: Option<u8>,
     pub subscriptions: HashSet<String>,
     /// This session's requests waiting at the child: canonical client id → proxy id.
     pub in_flight: HashMap<String, u64>,
+    /// When the client last sent something or opened a stream.
+    pub last_used: Instant,
+}
+
+/// Why a stream could not be attached.
+pub enum AttachError {
+    /// The GET stream already has a connection.
+    AlreadyOpen,
+    /// `Last-Event-ID` names no stream of this session (or one long gone).
+    UnknownEvent,
 }
 
 impl Session {
-    pub fn new(legacy: bool, stream: Option<StreamTx>) -> Session {
+    pub fn new(legacy_stream: Option<StreamTx>) -> Session {
         Session {
-            stream,
-            legacy,
-            backlog: VecDeque::new(),
+            legacy: legacy_stream.is_some(),
+            legacy_stream,
+            streams: Vec::new(),
+            next_stream: 0,
+            get_stream: None,
             caps: ClientCaps::default(),
             initialized: false,
+            protocol_version: None,
             log_level: None,
             subscriptions: HashSet::new(),
             in_flight: HashMap::new(),
+            last_used: Instant::now(),
         }
     }
 
-    /// Delivers a message not tied to a request of this session.
+    /// The reply that goes to the legacy SSE stream.
+    pub fn legacy_reply(&self) -> Option<Reply> {
+        self.legacy_stream.clone().map(|tx| Reply::Direct {
+            tx,
+            carries_related: true,
+        })
+    }
+
+    /// Whether the client agreed to a protocol version with resumable streams (2025-11-25 on):
+    /// only those clients are sent priming events, which older SDKs cannot parse.
+    fn wants_priming(&self) -> bool {
+        self.protocol_version
+            .as_deref()
+            .is_some_and(|v| v >= "2025-11-25")
+    }
+
+    /// Opens a POST's reply stream, written by `writer`; returns its number.
+    pub fn open_stream(&mut self, writer: StreamTx) -> u32 {
+        self.last_used = Instant::now();
+        self.make_room();
+        let number = self.next_stream;
+        self.next_stream += 1;
+        let mut stream = EventStream::new(number);
+        stream.attach(writer, None, self.wants_priming());
+        self.streams.push(stream);
+        number
+    }
+
+    /// Keeps the number of streams bounded: drops the oldest finished one, if need be.
+    fn make_room(&mut self) {
+        if self.streams.len() < limits::STREAMS_PER_SESSION {
+            return;
+        }
+        if let Some(i) = self.streams.iter().position(|s| s.finished_at.is_some()) {
+            self.streams.remove(i);
+        }
+    }
+
+    fn stream_mut(&mut self, number: u32) -> Option<&mut EventStream> {
+        self.streams.iter_mut().find(|s| s.number == number)
+    }
+
+    /// Delivers to a resumable stream of this session: to its connection if one is attached,
+    /// and to its buffer for a resume either way. False when the stream is gone.
+    pub fn push(&mut self, number: u32, message: Outbound) -> bool {
+        match self.stream_mut(number) {
+            Some(stream) => {
+                stream.push(message.text, message.last);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Delivers a message not tied to a request of this session: on the legacy stream, or
+    /// on the GET stream (buffered until a GET connection takes it).
     pub fn deliver_unrelated(&mut self, id: SessionId, message: Arc<str>) {
-        if let Some(stream) = &self.stream {
-            match stream.offer(Outbound::Message(message.clone())) {
-                Offer::Sent => return,
-                Offer::Full => {
-                    warn!("session {id}: client reads too slowly; closing its stream");
-                    self.stream = None;
-                }
-                Offer::Gone => self.stream = None,
-            }
-        }
         if self.legacy {
-            return; // the SSE connection is gone; so is the session, once its writer notices.
-        }
-        if self.backlog.len() >= limits::SESSION_BACKLOG {
-            self.backlog.pop_front();
-            warn!("session {id}: no stream open; dropped the oldest unread notification");
-        }
-        self.backlog.push_back(message);
-    }
-
-    /// Attaches a GET stream and hands it what waited for one.
-    pub fn attach(&mut self, stream: StreamTx) {
-        while let Some(m) = self.backlog.pop_front() {
-            if !matches!(stream.offer(Outbound::Message(m)), Offer::Sent) {
-                break;
+            if let Some(stream) = &self.legacy_stream {
+                match stream.offer(Outbound::message(message)) {
+                    Offer::Sent => {}
+                    Offer::Full => {
+                        warn!("session {id}: client reads too slowly; closing its stream");
+                        self.legacy_stream = None;
+                    }
+                    Offer::Gone => self.legacy_stream = None,
+                }
             }
+            return;
         }
-        self.stream = Some(stream);
+        let number = self.get_stream_number();
+        if let Some(stream) = self.stream_mut(number) {
+            stream.push(message, false);
+        }
     }
 
-    /// Whether a stream is attached. A stream whose writer ended is detached by that writer
-    /// (and noticed by the next `offer`).
+    fn get_stream_number(&mut self) -> u32 {
+        if let Some(n) = self.get_stream {
+            return n;
+        }
+        let number = self.next_stream;
+        self.next_stream += 1;
+        self.streams.push(EventStream::new(number));
+        self.get_stream = Some(number);
+        number
+    }
+
+    /// Attaches a GET connection: to the stream `Last-Event-ID` names (resuming after it), or
+    /// to the GET stream (getting what no connection took yet).
+    pub fn attach_get(
+        &mut self,
+        writer: StreamTx,
+        last_event: Option<EventId>,
+    ) -> Result<u32, AttachError> {
+        self.last_used = Instant::now();
+        let priming = self.wants_priming();
+        if let Some(event) = last_event {
+            let stream = self
+                .stream_mut(event.stream)
+                .ok_or(AttachError::UnknownEvent)?;
+            stream.attach(writer, Some(event.seq), false);
+            return Ok(event.stream);
+        }
+        let number = self.get_stream_number();
+        let stream = self.stream_mut(number).expect("just made");
+        if stream.has_writer() {
+            return Err(AttachError::AlreadyOpen);
+        }
+        stream.attach(writer, None, priming);
+        Ok(number)
+    }
+
+    /// Detaches a connection that ended, if it is still the one attached to stream `number`.
+    pub fn detach(&mut self, number: u32, writer: &StreamTx) {
+        if let Some(stream) = self.stream_mut(number) {
+            stream.detach(writer);
+        }
+    }
+
+    /// Forgets stream `number` (its request never went anywhere).
+    pub fn discard(&mut self, number: u32) {
+        self.streams.retain(|s| s.number != number);
+    }
+
+    /// Whether some connection can carry unrelated messages to this client right now.
     pub fn has_live_stream(&self) -> bool {
-        self.stream.is_some()
+        match self.get_stream {
+            _ if self.legacy => self.legacy_stream.is_some(),
+            Some(n) => self.streams.iter().any(|s| s.number == n && s.has_writer()),
+            None => false,
+        }
+    }
+
+    /// Drops finished streams nobody resumed within the grace period.
+    pub fn prune(&mut self, now: Instant) {
+        self.streams.retain(|s| {
+            s.has_writer()
+                || s.finished_at
+                    .is_none_or(|at| now.duration_since(at) < limits::RESUME_GRACE)
+        });
+    }
+
+    /// A Streamable HTTP session whose client shows no sign of life: no connection open,
+    /// nothing in flight, nothing sent for `limit`. (A legacy session ends with its stream.)
+    pub fn is_idle(&self, now: Instant, limit: Duration) -> bool {
+        !self.legacy
+            && !self.streams.iter().any(EventStream::has_writer)
+            && self.in_flight.is_empty()
+            && now.duration_since(self.last_used) >= limit
     }
 
     /// Whether `message` passes this session's `logging/setLevel`.
@@ -243,43 +332,26 @@ mod tests {
     }
 
     #[test]
-    fn stream_is_bounded() {
-        let (tx, rx) = StreamTx::channel(2);
-        assert!(matches!(
-            tx.offer(Outbound::Message("a".into())),
-            Offer::Sent
-        ));
-        assert!(matches!(
-            tx.offer(Outbound::Message("b".into())),
-            Offer::Sent
-        ));
-        assert!(matches!(
-            tx.offer(Outbound::Message("c".into())),
-            Offer::Full
-        ));
-        assert_eq!(rx.try_iter().count(), 2);
-        drop(rx);
-        assert!(matches!(
-            tx.offer(Outbound::Message("d".into())),
-            Offer::Gone
-        ));
-    }
-
-    #[test]
-    fn backlog_waits_for_a_stream() {
+    fn unrelated_messages_wait_for_a_get_connection() {
         let id = SessionId(1);
-        let mut s = Session::new(false, None);
+        let mut s = Session::new(None);
         s.deliver_unrelated(id, "one".into());
         s.deliver_unrelated(id, "two".into());
         let (tx, rx) = StreamTx::channel(10);
-        s.attach(tx);
-        let got: Vec<String> = rx.try_iter().map(|o| o.text().to_string()).collect();
+        assert!(s.attach_get(tx.clone(), None).is_ok());
+        let got: Vec<String> = rx.try_iter().map(|o| o.text.to_string()).collect();
         assert_eq!(got, ["one", "two"]);
+        assert!(s.has_live_stream());
+        let (tx2, _rx2) = StreamTx::channel(10);
+        assert!(matches!(
+            s.attach_get(tx2, None),
+            Err(AttachError::AlreadyOpen)
+        ));
     }
 
     #[test]
     fn log_filter() {
-        let mut s = Session::new(false, None);
+        let mut s = Session::new(None);
         assert!(s.wants_log(Some("debug")));
         s.log_level = log_rank("warning");
         assert!(!s.wants_log(Some("info")));

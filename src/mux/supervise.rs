@@ -16,6 +16,7 @@ use log::{error, info, warn};
 use serde_json::Value;
 
 use super::route::deliver_to_session;
+use super::stream::Outbound;
 use super::{ChildEvents, InitCache, Mux, Pending, Refused, Status};
 use crate::child::ChildProcess;
 use crate::jsonrpc::{self, error as rpc};
@@ -209,10 +210,15 @@ impl Mux {
             mux: self.clone(),
             generation,
         };
-        let (child, to_child) =
-            ChildProcess::spawn(&self.spec, &self.label, sink).map_err(|e| {
-                StartError::Failed(format!("cannot start {:?}: {e}", self.spec.command), None)
-            })?;
+        let (child, to_child) = ChildProcess::spawn(
+            &self.spec,
+            &self.label,
+            self.options.max_message_bytes,
+            sink,
+        )
+        .map_err(|e| {
+            StartError::Failed(format!("cannot start {:?}: {e}", self.spec.command), None)
+        })?;
         {
             let mut state = self.lock();
             state.child = Some(child.clone());
@@ -383,12 +389,14 @@ impl Mux {
             error!("server {:?}: exited unexpectedly ({exit})", self.label);
         }
         let message = format!("MCP server {:?} exited ({exit})", self.label);
+        let mut state = self.lock();
         for (_, pending) in failed {
             if let Pending::Client(request) = pending {
                 let text = rpc::response(&request.id, rpc::SERVER_UNAVAILABLE, &message);
-                request.reply.tx.offer(super::Outbound::Final(text.into()));
+                state.deliver_reply(request.session, &request.reply, Outbound::last(text.into()));
             }
         }
+        drop(state);
         // The supervisor may be gone already (shutdown); then nobody needs to know.
         let _ = self.events.try_send(Event::Exited(generation, exit));
     }

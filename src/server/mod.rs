@@ -9,6 +9,7 @@
 //!
 //! This module parses no JSON; `streamable` and `sse` do, through `jsonrpc::Envelope`.
 
+mod auth;
 mod guard;
 mod respond;
 mod sse;
@@ -25,11 +26,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use log::{debug, error, info, warn};
 use tiny_http::{Method, Request};
 
-use crate::config::ServerSettings;
+use crate::config::{ServerLimits, ServerSettings};
 use crate::error::Error;
 use crate::limits;
-use crate::mux::{Mux, Refused};
+use crate::mux::{Mux, MuxOptions, Refused};
 use crate::shutdown::Shutdown;
+use auth::Auth;
 use guard::{Guard, Verdict};
 use respond::Extra;
 
@@ -41,6 +43,8 @@ pub struct App {
     stateless: bool,
     keepalive: Duration,
     guard: Guard,
+    auth: Auth,
+    limits: ServerLimits,
     /// Legacy SSE streams open, over all servers (`/status`).
     active_sse: AtomicUsize,
     /// Milliseconds since the epoch of the last `/sse` connect or `/mcp` request.
@@ -55,11 +59,20 @@ impl App {
 }
 
 pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
-    let servers: Vec<Arc<Mux>> = settings.servers.into_iter().map(Mux::new).collect();
+    let limits = settings.limits;
+    let options = MuxOptions {
+        max_sessions: limits.max_sessions,
+        max_message_bytes: limits.max_message_bytes,
+    };
+    let servers: Vec<Arc<Mux>> = settings
+        .servers
+        .into_iter()
+        .map(|spec| Mux::new(spec, options))
+        .collect();
     for mux in &servers {
         mux.start();
     }
-    let (listener, addr) = bind(&settings.host, settings.port)?;
+    let (listener, addr) = bind(&settings.host, settings.port, limits.http_timeout)?;
     let http = tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Bind {
         addr: addr.to_string(),
         source: std::io::Error::other(e.to_string()),
@@ -86,11 +99,14 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
         named,
         stateless: settings.stateless,
         keepalive: settings.sse_keepalive,
+        auth: Auth::new(settings.auth_token),
+        limits,
         active_sse: AtomicUsize::new(0),
         last_activity: AtomicU64::new(now_millis()),
         shutdown: shutdown.clone(),
     });
     announce(&app, addr);
+    let reaper = start_reaper(&app)?;
 
     // The dispatch loop blocks in recv(); unblock() is its documented wake-up.
     let waker = {
@@ -105,7 +121,9 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
             .map_err(|e| Error::io("starting a thread", e))?
     };
     dispatch(&app, &http);
-    let _ = waker.join(); // it only waits and unblocks; it cannot have panicked meaningfully.
+    // Both only wait for the shutdown, then end; neither can have anything to report.
+    let _ = waker.join();
+    let _ = reaper.join();
 
     info!("shutting down: stopping {} server(s)", app.servers.len());
     thread::scope(|scope| {
@@ -122,9 +140,31 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
     Ok(())
 }
 
-/// Binds the listener ourselves to set TCP_NODELAY, which accepted sockets inherit on Linux:
-/// an SSE event is one small write and must not wait for the previous one's ACK (Nagle).
-fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), Error> {
+/// Checks every session and request against its timeout, once a tick, until shutdown.
+fn start_reaper(app: &Arc<App>) -> Result<thread::JoinHandle<()>, Error> {
+    let app = app.clone();
+    thread::Builder::new()
+        .name("reaper".into())
+        .spawn(move || {
+            let shutdown = app.shutdown.receiver().clone();
+            loop {
+                crossbeam_channel::select! {
+                    recv(shutdown) -> _ => return,
+                    default(limits::REAPER_TICK) => {
+                        for mux in &app.servers {
+                            mux.reap(app.limits.session_idle, app.limits.request_timeout);
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting a thread", e))
+}
+
+/// Binds the listener ourselves to set options that accepted sockets inherit on Linux:
+/// TCP_NODELAY (an SSE event is one small write and must not wait for the previous one's ACK,
+/// Nagle's algorithm) and the read/write timeouts of `--http-timeout`.
+fn bind(host: &str, port: u16, timeout: Duration) -> Result<(TcpListener, SocketAddr), Error> {
     let ip: IpAddr = match host {
         // No resolver needed for the usual names: a bare container has no /etc/hosts.
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -147,31 +187,62 @@ fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), Error> {
         addr: wanted.to_string(),
         source,
     })?;
-    set_nodelay(&listener);
+    set_socket_options(&listener, timeout);
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
     Ok((listener, addr))
 }
 
-fn set_nodelay(listener: &TcpListener) {
-    use std::os::fd::AsRawFd;
+fn set_socket_options(listener: &TcpListener, timeout: Duration) {
     let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a pointer to an int of the size given.
+    set_option(
+        listener,
+        libc::IPPROTO_TCP,
+        libc::TCP_NODELAY,
+        &one,
+        "TCP_NODELAY",
+    );
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    set_option(
+        listener,
+        libc::SOL_SOCKET,
+        libc::SO_RCVTIMEO,
+        &tv,
+        "SO_RCVTIMEO",
+    );
+    set_option(
+        listener,
+        libc::SOL_SOCKET,
+        libc::SO_SNDTIMEO,
+        &tv,
+        "SO_SNDTIMEO",
+    );
+}
+
+fn set_option<T>(
+    listener: &TcpListener,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+    what: &str,
+) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket fd and a pointer to a value of the size given.
     let rc = unsafe {
         libc::setsockopt(
             listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc != 0 {
-        warn!(
-            "cannot set TCP_NODELAY: {}",
-            std::io::Error::last_os_error()
-        );
+        warn!("cannot set {what}: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -194,6 +265,9 @@ fn announce(app: &App, addr: SocketAddr) {
         info!("  - {name}: {prefix}/mcp (Streamable HTTP), {prefix}/sse (SSE)");
     }
     info!("  - status: {base}/status, health: {base}/health");
+    if app.auth.enabled() {
+        info!("inbound authentication on: every request but /health needs the bearer token");
+    }
 }
 
 fn dispatch(app: &Arc<App>, http: &tiny_http::Server) {
@@ -293,7 +367,31 @@ fn handle(app: &App, rq: Request) {
     };
     let url = rq.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    match route(app, path) {
+    let route = route(app, path);
+    if !matches!(route, Route::Health)
+        && !app
+            .auth
+            .allows(respond::request_header(&rq, "Authorization"))
+    {
+        info!(
+            "refused {} {}: missing or wrong bearer token (401)",
+            rq.method(),
+            crate::logging::escape_control(path)
+        );
+        let mut headers = extra.clone();
+        headers.push(respond::header(
+            "WWW-Authenticate",
+            "Bearer realm=\"mcp-proxy\"",
+        ));
+        return respond::rpc_error(
+            rq,
+            401,
+            crate::jsonrpc::error::INVALID_REQUEST,
+            "Unauthorized",
+            &headers,
+        );
+    }
+    match route {
         Route::Status => status::handle(app, rq, &extra),
         Route::Health => status::health(app, rq, &extra),
         Route::Mcp(i) => {
@@ -310,7 +408,7 @@ fn handle(app: &App, rq: Request) {
         }
         Route::Messages(i) => {
             if *rq.method() == Method::Post {
-                sse::post(&app.servers[i], rq, query, &extra)
+                sse::post(app, &app.servers[i], rq, query, &extra)
             } else {
                 method_not_allowed(rq, "POST", &extra)
             }

@@ -134,6 +134,11 @@ impl SseStream {
         self.emit(|buf| encode::event(buf, Some(name), None, data))
     }
 
+    /// The priming event of a resumable stream (spec E8): an id, a reconnection delay, no data.
+    pub fn priming(&mut self, id: &str, retry_ms: u64) -> io::Result<()> {
+        self.emit(|buf| encode::priming(buf, id, retry_ms))
+    }
+
     pub fn comment(&mut self, text: &str) -> io::Result<()> {
         self.emit(|buf| encode::comment(buf, text))
     }

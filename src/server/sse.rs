@@ -15,7 +15,7 @@ use super::streamable::pump_stream;
 use super::{App, ready, status_of};
 use crate::jsonrpc::{Envelope, Kind, error as rpc};
 use crate::limits;
-use crate::mux::{Mux, Reply, SessionId, StreamTx};
+use crate::mux::{Mux, SessionId, StreamTx};
 
 pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
     if let Err(refused) = ready(mux) {
@@ -33,7 +33,7 @@ pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
         return respond::empty(rq, 200, &headers);
     }
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
-    let session = match mux.open_session(true, Some(tx)) {
+    let session = match mux.open_session(Some(tx)) {
         Ok(id) => id,
         Err(refused) => {
             let status = status_of(&refused);
@@ -54,10 +54,9 @@ pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
     match SseStream::start(rq, extra) {
         Ok(mut sse) => {
             let endpoint = format!("{prefix}/messages/?session_id={session}");
-            if sse.event("endpoint", &endpoint).is_ok() {
-                pump_stream(app, &mut sse, &rx);
+            if sse.event("endpoint", &endpoint).is_ok() && pump_stream(app, &mut sse, &rx, false) {
+                let _ = sse.finish(); // the client may be gone; nothing to report.
             }
-            let _ = sse.finish(); // the client may be gone; nothing to report.
         }
         Err(e) => debug!("client left before the SSE head: {e}"),
     }
@@ -74,14 +73,14 @@ fn session_param(query: &str) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
-pub fn post(mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
+pub fn post(app: &App, mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
     let Some(raw) = session_param(query) else {
         return respond::text(rq, 400, "session_id is required", extra);
     };
     let Some(session) = SessionId::parse(raw) else {
         return respond::text(rq, 400, "Invalid session ID", extra);
     };
-    let Some(stream) = mux.session_stream(session) else {
+    let Some(legacy_reply) = mux.legacy_reply(session) else {
         return respond::text(rq, 404, "Could not find session", extra);
     };
     if let Err(refused) = ready(mux) {
@@ -96,12 +95,12 @@ pub fn post(mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
     }) {
         return respond::text(rq, 400, "Invalid Content-Type header", extra);
     }
-    let body = match respond::read_body(&mut rq, limits::MAX_MESSAGE_BYTES) {
+    let body = match respond::read_body(&mut rq, app.limits.max_message_bytes) {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             log::warn!(
                 "refused a body over {} bytes (413)",
-                limits::MAX_MESSAGE_BYTES
+                app.limits.max_message_bytes
             );
             return respond::text(rq, 413, "Payload Too Large", extra);
         }
@@ -120,10 +119,7 @@ pub fn post(mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
             return respond::text(rq, 400, "Could not parse message", extra);
         }
     };
-    let reply = (env.kind == Kind::Request).then(|| Reply {
-        tx: stream,
-        carries_related: true,
-    });
+    let reply = (env.kind == Kind::Request).then_some(legacy_reply);
     match mux.client_message(session, &text, &env, reply) {
         Ok(()) => respond::text(rq, 202, "Accepted", extra),
         Err(refused) => respond::text(rq, status_of(&refused), &refused.to_string(), extra),

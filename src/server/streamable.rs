@@ -6,7 +6,7 @@
 //! - GET opens the session's stream for unrelated messages (one at a time: 409);
 //!   DELETE ends the session. `--stateless`: no sessions; GET and DELETE get 405.
 
-use crossbeam_channel::select;
+use crossbeam_channel::{Receiver, select};
 use log::debug;
 use tiny_http::{Method, Request};
 
@@ -14,7 +14,7 @@ use super::respond::{self, BodyError, Extra, SseStream, header, request_header};
 use super::{App, ready, status_of};
 use crate::jsonrpc::{self, Envelope, Kind, error as rpc};
 use crate::limits;
-use crate::mux::{Mux, Outbound, Reply, SessionId, StreamTx};
+use crate::mux::{EventId, Mux, Outbound, Reply, SessionId, StreamTx};
 
 pub fn handle(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
     match rq.method() {
@@ -129,12 +129,12 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
         );
         return respond::rpc_error(rq, 400, rpc::INVALID_REQUEST, &message, extra);
     }
-    let body = match respond::read_body(&mut rq, limits::MAX_MESSAGE_BYTES) {
+    let body = match respond::read_body(&mut rq, app.limits.max_message_bytes) {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             log::warn!(
                 "refused a body over {} bytes (413)",
-                limits::MAX_MESSAGE_BYTES
+                app.limits.max_message_bytes
             );
             return respond::rpc_error(
                 rq,
@@ -142,7 +142,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
                 rpc::INVALID_REQUEST,
                 &format!(
                     "Payload Too Large: the limit is {} bytes",
-                    limits::MAX_MESSAGE_BYTES
+                    app.limits.max_message_bytes
                 ),
                 extra,
             );
@@ -181,7 +181,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     let is_initialize = env.kind == Kind::Request && env.method() == "initialize";
     let has_header = request_header(&rq, "Mcp-Session-Id").is_some();
     let (session, transient) = if app.stateless || (is_initialize && !has_header) {
-        match mux.open_session(false, None) {
+        match mux.open_session(None) {
             Ok(id) => (id, app.stateless),
             Err(refused) => {
                 let status = status_of(&refused);
@@ -227,16 +227,40 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     // `initialize` is answered from the cache at once: plain JSON is enough.
     let stream = accept.sse && !is_initialize;
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
-    let reply = Reply {
-        tx,
-        carries_related: stream,
+    let reply = if stream {
+        match mux.open_reply_stream(session, tx.clone()) {
+            Ok(reply) => reply,
+            Err(refused) => {
+                let message = refused.to_string();
+                return respond::rpc_error(
+                    rq,
+                    status_of(&refused),
+                    rpc::INVALID_REQUEST,
+                    &message,
+                    &headers,
+                );
+            }
+        }
+    } else {
+        Reply::Direct {
+            tx: tx.clone(),
+            carries_related: false,
+        }
     };
-    if let Err(refused) = mux.client_message(session, &text, &env, Some(reply)) {
+    if let Err(refused) = mux.client_message(session, &text, &env, Some(reply.clone())) {
+        if let Reply::Stream(number) = reply {
+            mux.discard_stream(session, number);
+        }
         let id = env.id.map_or("null", |id| id.get());
         let body = rpc::response(id, rpc::SERVER_UNAVAILABLE, &refused.to_string());
         respond::json(rq, status_of(&refused), &body, &headers);
-    } else if stream {
-        stream_reply(app, rq, &rx, &headers);
+    } else if let Reply::Stream(number) = reply {
+        if let Ok(mut sse) = SseStream::start(rq, &headers)
+            && pump_stream(app, &mut sse, &rx, true)
+        {
+            let _ = sse.finish(); // the client may be gone; nothing to report.
+        }
+        mux.detach(session, number, &tx);
     } else {
         json_reply(app, rq, &rx, &headers);
     }
@@ -245,12 +269,12 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     }
 }
 
-fn json_reply(app: &App, rq: Request, rx: &crossbeam_channel::Receiver<Outbound>, headers: &Extra) {
+fn json_reply(app: &App, rq: Request, rx: &Receiver<Outbound>, headers: &Extra) {
     loop {
         select! {
             recv(rx) -> message => match message {
-                Ok(Outbound::Final(text)) => return respond::json(rq, 200, &text, headers),
-                Ok(Outbound::Message(_)) => continue, // not routed to a JSON reply
+                Ok(m) if m.last => return respond::json(rq, 200, &m.text, headers),
+                Ok(_) => continue, // related messages are not routed to a JSON reply
                 Err(_) => {
                     return respond::rpc_error(rq, 500, rpc::INTERNAL_ERROR, "No response from the MCP server", headers);
                 }
@@ -260,44 +284,6 @@ fn json_reply(app: &App, rq: Request, rx: &crossbeam_channel::Receiver<Outbound>
             }
         }
     }
-}
-
-/// Writes related messages as they come, then the response, then ends the body.
-fn stream_reply(
-    app: &App,
-    rq: Request,
-    rx: &crossbeam_channel::Receiver<Outbound>,
-    headers: &Extra,
-) {
-    let mut sse = match SseStream::start(rq, headers) {
-        Ok(sse) => sse,
-        Err(e) => return debug!("client left before the SSE head: {e}"),
-    };
-    loop {
-        select! {
-            recv(rx) -> message => match message {
-                Ok(Outbound::Message(text)) => {
-                    if let Err(e) = sse.message(None, &text) {
-                        return debug!("client left a POST stream: {e}");
-                    }
-                }
-                Ok(Outbound::Final(text)) => {
-                    if let Err(e) = sse.message(None, &text).and_then(|()| sse.finish()) {
-                        debug!("client left before its response: {e}");
-                    }
-                    return;
-                }
-                Err(_) => break,
-            },
-            recv(app.shutdown.receiver()) -> _ => break,
-            default(app.keepalive) => {
-                if let Err(e) = sse.comment("ping") {
-                    return debug!("client left a POST stream: {e}");
-                }
-            }
-        }
-    }
-    let _ = sse.finish(); // ending early: the client may be gone already, nothing to report.
 }
 
 fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
@@ -316,46 +302,67 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
             return respond::rpc_error(rq, status, rpc::INVALID_REQUEST, message, extra);
         }
     };
+    let last_event = request_header(&rq, "Last-Event-ID").and_then(EventId::parse);
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
-    if let Err(refused) = mux.attach_stream(session, tx.clone()) {
-        let message = refused.to_string();
-        return respond::rpc_error(
-            rq,
-            status_of(&refused),
-            rpc::INVALID_REQUEST,
-            &message,
-            extra,
-        );
-    }
-    debug!("session {session}: GET stream opened");
-    if let Ok(mut sse) = SseStream::start(rq, extra) {
-        pump_stream(app, &mut sse, &rx);
+    let number = match mux.attach_get(session, tx.clone(), last_event) {
+        Ok(number) => number,
+        Err(refused) => {
+            let message = refused.to_string();
+            return respond::rpc_error(
+                rq,
+                status_of(&refused),
+                rpc::INVALID_REQUEST,
+                &message,
+                extra,
+            );
+        }
+    };
+    debug!("session {session}: GET on stream {number} (after {last_event:?})");
+    if let Ok(mut sse) = SseStream::start(rq, extra)
+        && pump_stream(app, &mut sse, &rx, true)
+    {
         let _ = sse.finish(); // the client may be gone; nothing to report.
     }
-    mux.detach_stream(session, &tx);
-    debug!("session {session}: GET stream closed");
+    mux.detach(session, number, &tx);
+    debug!("session {session}: GET on stream {number} closed");
 }
 
-/// Writes a long-lived stream until its sender is dropped, the client leaves or we shut down.
+/// Writes a stream's events as they come, with their ids, a keep-alive comment when idle.
+/// With `until_last`, the stream ends after its last event (a POST's response); the legacy
+/// stream carries every response and ends only when its session does. Returns true when the
+/// stream ended in order (the caller then ends the body), false when the client left or the
+/// sender went away.
 pub(super) fn pump_stream(
     app: &App,
     sse: &mut SseStream,
-    rx: &crossbeam_channel::Receiver<Outbound>,
-) {
+    rx: &Receiver<Outbound>,
+    until_last: bool,
+) -> bool {
     loop {
         select! {
-            recv(rx) -> message => match message {
-                Ok(message) => {
-                    if let Err(e) = sse.message(None, message.text()) {
-                        return debug!("client left a stream: {e}");
-                    }
+            recv(rx) -> message => {
+                let Ok(message) = message else { return true };
+                let id = message.id.map(|id| id.to_string());
+                let written = if message.is_empty() && message.last {
+                    return true; // nothing left to replay on a finished stream
+                } else if message.is_empty() {
+                    sse.priming(id.as_deref().unwrap_or("0"), limits::SSE_RETRY_MS)
+                } else {
+                    sse.message(id.as_deref(), &message.text)
+                };
+                if let Err(e) = written {
+                    debug!("client left a stream: {e}");
+                    return false;
                 }
-                Err(_) => return,
+                if until_last && message.last {
+                    return true;
+                }
             },
-            recv(app.shutdown.receiver()) -> _ => return,
+            recv(app.shutdown.receiver()) -> _ => return true,
             default(app.keepalive) => {
                 if let Err(e) = sse.comment("ping") {
-                    return debug!("client left a stream: {e}");
+                    debug!("client left a stream: {e}");
+                    return false;
                 }
             }
         }

@@ -27,6 +27,11 @@ pub fn message(out: &mut impl Write, id: Option<&str>, json: &str) -> io::Result
     event(out, Some("message"), id, json)
 }
 
+/// A priming event (spec E8): an id to resume from, the reconnection delay, empty data.
+pub fn priming(out: &mut impl Write, id: &str, retry_ms: u64) -> io::Result<()> {
+    write!(out, "id: {id}\nretry: {retry_ms}\ndata: \n\n")
+}
+
 /// A comment line; clients ignore it, proxies on the way see traffic.
 pub fn comment(out: &mut impl Write, text: &str) -> io::Result<()> {
     write!(out, ": {text}\n\n")

@@ -54,8 +54,10 @@ fn version_and_help() {
 fn sse_url_environment_variable_is_the_default_command() {
     // SSE_URL names a command here (not a URL), so it becomes the default server.
     let p = Proxy::start_with(&["--port", "0"], &[("SSE_URL", FIXTURE)]);
-    let status = request("GET", &p.url("/status"), &[], "").json();
-    assert_eq!(status["server_instances"]["default"], "running");
+    wait_until(DEADLINE, "the default server to run", || {
+        request("GET", &p.url("/status"), &[], "").json()["server_instances"]["default"]
+            == "running"
+    });
 }
 
 #[test]

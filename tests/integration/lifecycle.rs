@@ -179,8 +179,10 @@ fn a_crash_loop_backs_off() {
 #[test]
 fn health_is_200_when_every_server_runs() {
     let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    wait_until(DEADLINE, "/health to answer 200", || {
+        request("GET", &p.url("/health"), &[], "").status == 200
+    });
     let r = request("GET", &p.url("/health"), &[], "");
-    assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["status"], "ok");
 }
 
@@ -250,7 +252,12 @@ fn sigterm_stops_children_and_exits_0() {
     assert_eq!(children(&p).len(), 2);
     p.signal(15);
     assert_eq!(p.wait_exit(DEADLINE), Some(0), "{}", p.stderr());
-    assert!(get.next_event(DEADLINE).is_none(), "open stream ended");
+    // The stream ends (after its priming event, which a 2025-11-25 client gets first).
+    let mut events = 0;
+    while get.next_event(DEADLINE).is_some() {
+        events += 1;
+        assert!(events < 5, "the open stream did not end");
+    }
     assert!(
         pids_running(&marker).is_empty(),
         "children left: {:?}",

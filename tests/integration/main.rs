@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod client_mode;
 mod lifecycle;
+mod limits;
 mod named;
 mod security;
 mod server_sse;

@@ -688,3 +688,119 @@ fn elicitation_and_roots_reach_clients_that_declared_them_and_child_pings_are_an
     );
     assert_eq!(v["result"]["isError"], true, "{v}");
 }
+
+#[test]
+fn post_streams_start_with_a_priming_event_for_2025_11_25_clients_only() {
+    let p = proxy();
+    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let mut s = c.open_stream(&tools_call(json!(1), "echo", json!({"message": "m"})));
+    let priming = s.next_event(DEADLINE).unwrap();
+    assert!(
+        priming.data.is_empty() && priming.id.is_some(),
+        "{priming:?}"
+    );
+    let response = s.next_event(DEADLINE).unwrap();
+    assert!(response.id.is_some(), "events carry ids: {response:?}");
+    assert_ne!(response.id, priming.id);
+
+    // An older client never sees an event without data.
+    let mut params = initialize_params(json!({}));
+    params["protocolVersion"] = json!("2025-06-18");
+    let r = post_json(
+        &p.url("/mcp"),
+        &[],
+        &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":params}),
+    );
+    let sid = r.header("mcp-session-id").unwrap().to_string();
+    let mut s = SseClient::open(
+        "POST",
+        &p.url("/mcp"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", &sid),
+        ],
+        &tools_call(json!(1), "echo", json!({"message": "m"})).to_string(),
+    );
+    let first = s.next_event(DEADLINE).unwrap();
+    assert!(!first.data.is_empty(), "{first:?}");
+}
+
+#[test]
+fn a_dropped_post_stream_resumes_with_last_event_id_and_loses_nothing() {
+    let p = proxy();
+    let c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let sid = c.session.clone().unwrap();
+    let mut s = c.open_stream(&json!({"jsonrpc":"2.0","id":"r1","method":"tools/call",
+        "params":{"name":"progress","arguments":{"steps":6,"interval_ms":150},"_meta":{"progressToken":"t"}}}));
+    // Read two progress events, remember the last id, then drop the connection.
+    let mut last_id = None;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = s.next_event(DEADLINE).unwrap();
+        last_id = e.id.clone();
+        if !e.data.is_empty() {
+            seen.push(e.json()["params"]["progress"].as_u64().unwrap());
+        }
+    }
+    s.close();
+    // Reconnect after the call has finished: the rest is replayed, then the stream ends.
+    wait_until(DEADLINE, "the call to finish at the child", || {
+        request("GET", &p.url("/status"), &[], "").json()["servers"]["default"]["in_flight"] == 0
+    });
+    let last = last_id.unwrap();
+    let mut resumed = SseClient::get(
+        &c.url,
+        &[("Mcp-Session-Id", &sid), ("Last-Event-ID", &last)],
+    );
+    assert_eq!(resumed.status, 200);
+    let mut response = None;
+    while let Some(e) = resumed.next_event(DEADLINE) {
+        if e.data.is_empty() {
+            continue;
+        }
+        let m = e.json();
+        if m["method"] == "notifications/progress" {
+            seen.push(m["params"]["progress"].as_u64().unwrap());
+        } else {
+            response = Some(m);
+        }
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5, 6], "every step exactly once");
+    let response = response.expect("the response was replayed");
+    assert_eq!(response["id"], "r1");
+    assert_eq!(response["result"]["content"][0]["text"], "done 6 steps");
+}
+
+#[test]
+fn the_get_stream_resumes_after_a_drop() {
+    let p = proxy();
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let sid = c.session.clone().unwrap();
+    let mut get = SseClient::get(&c.url, &[("Mcp-Session-Id", &sid)]);
+    assert_eq!(c.tool_text("notify", json!({"kind": "tools"})), "notified");
+    let mut last = None;
+    loop {
+        let e = get.next_event(DEADLINE).unwrap();
+        last = e.id.clone().or(last);
+        if !e.data.is_empty() {
+            assert_eq!(e.json()["method"], "notifications/tools/list_changed");
+            break;
+        }
+    }
+    get.close();
+    // While no GET is open (the proxy may not have noticed the drop yet).
+    assert_eq!(
+        c.tool_text("notify", json!({"kind": "prompts"})),
+        "notified"
+    );
+    let last = last.unwrap();
+    let mut again = SseClient::get(
+        &c.url,
+        &[("Mcp-Session-Id", &sid), ("Last-Event-ID", &last)],
+    );
+    assert_eq!(
+        again.next_message()["method"],
+        "notifications/prompts/list_changed"
+    );
+}

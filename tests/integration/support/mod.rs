@@ -610,3 +610,17 @@ impl McpClient {
         SseClient::open("POST", &self.url, &self.headers(true), &message.to_string())
     }
 }
+
+// ---- client mode --------------------------------------------------------------------------
+
+pub mod fake_remote;
+pub mod stdio_client;
+
+/// A port that was free a moment ago (for a remote that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

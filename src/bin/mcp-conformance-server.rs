@@ -1,0 +1,1034 @@
+//! `mcp-conformance-server`: the stdio MCP server that `scripts/conformance` puts behind the
+//! proxy, so that the official conformance suite (`@modelcontextprotocol/conformance`) judges
+//! the proxy and not the server.
+//!
+//! It provides exactly what the suite's server scenarios expect of the server they talk to
+//! (their expectations are in the package's bundled `dist/index.js`), written from those
+//! expectations. It speaks newline-delimited JSON-RPC 2.0 on stdin/stdout (one compact message
+//! per line, flushed per line, nothing else on stdout) and writes diagnostics to stderr. Each
+//! `tools/call` runs on its own thread, and `notifications/cancelled` stops a running call.
+//! The server sends its own requests to the client (ids "conf-1", "conf-2", ...) and waits
+//! for the answers arriving on stdin.
+//!
+//! Tools (scenario in brackets):
+//! - `test_simple_text` [tools-call-simple-text]: one text block.
+//! - `test_image_content` [tools-call-image]: a 1x1 red PNG.
+//! - `test_audio_content` [tools-call-audio]: a tiny `audio/wav`.
+//! - `test_embedded_resource` [tools-call-embedded-resource]: a `resource` block.
+//! - `test_multiple_content_types` [tools-call-mixed-content]: text, image and resource.
+//! - `test_tool_with_logging` [tools-call-with-logging]: three `info` log messages, 50 ms apart.
+//! - `test_error_handling` [tools-call-error]: a result with `isError: true`.
+//! - `test_tool_with_progress` [tools-call-with-progress]: progress 0, 50, 100 of 100, 50 ms apart.
+//! - `test_sampling` {prompt} [tools-call-sampling]: asks `sampling/createMessage`.
+//! - `test_elicitation` {message} [tools-call-elicitation]: asks `elicitation/create`.
+//! - `test_elicitation_sep1034_defaults` [elicitation-sep1034-defaults]: an elicitation whose
+//!   schema has a default for every primitive type.
+//! - `test_elicitation_sep1330_enums` [elicitation-sep1330-enums]: an elicitation with the five
+//!   enum shapes of SEP-1330.
+//! - `json_schema_2020_12_tool` [json-schema-2020-12]: an input schema with `$schema`, `$defs`
+//!   and `additionalProperties: false`.
+//! - `test_reconnection` [server-sse-polling]: answers after 100 ms (a stdio server cannot close
+//!   an HTTP stream; whether the stream is closed mid-call is up to the HTTP side).
+//!
+//! Resources [resources-*]: `test://static-text`, `test://static-binary`,
+//! `test://watched-resource` (subscribe/unsubscribe), the template `test://template/{id}/data`.
+//! Prompts [prompts-*]: `test_simple_prompt`, `test_prompt_with_arguments` {arg1, arg2},
+//! `test_prompt_with_embedded_resource` {resourceUri}, `test_prompt_with_image`.
+//! Also `ping`, `logging/setLevel` (filters log messages) and `completion/complete`
+//! [completion-complete] for the prompt's arguments and the template's `id`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufRead, Write};
+use std::process;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SERVER_NAME: &str = "mcp-conformance-server";
+const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
+    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
+/// Log levels of MCP, from the least to the most severe.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// A 1x1 red PNG.
+const RED_PIXEL_PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mP4z8AAAAMBAQD3A0FDAAAAAElFTkSuQmCC";
+/// A WAV file: 8 samples of silence, 8 kHz, 8-bit mono.
+const SILENT_WAV: &str = "UklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQgAAACAgICAgICAgA==";
+
+const STATIC_TEXT_URI: &str = "test://static-text";
+const STATIC_BINARY_URI: &str = "test://static-binary";
+const WATCHED_URI: &str = "test://watched-resource";
+const TEMPLATE_URI: &str = "test://template/{id}/data";
+const JSON_SCHEMA_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The pause between the messages of the logging and progress tools.
+const STEP_INTERVAL: Duration = Duration::from_millis(50);
+const CLIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often waiting code looks whether its request was cancelled.
+const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+fn main() {
+    if let Some(arg) = std::env::args_os().nth(1) {
+        note(format_args!(
+            "takes no arguments (got {})",
+            arg.to_string_lossy()
+        ));
+        process::exit(2);
+    }
+    let server: &'static Server = Box::leak(Box::new(Server::new()));
+    note("ready");
+    read_stdin_until_eof(server);
+}
+
+/// Writes a diagnostic line to stderr, never failing.
+fn note(message: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr(), "{SERVER_NAME}: {message}");
+}
+
+/// Locks a mutex, ignoring poisoning: a panicked thread leaves no invariant broken here.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON-RPC plumbing
+// ---------------------------------------------------------------------------------------
+
+struct RpcError {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+type RpcResult = Result<Value, RpcError>;
+
+impl RpcError {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
+
+    fn resource_not_found(uri: &str) -> Self {
+        RpcError {
+            code: RESOURCE_NOT_FOUND,
+            message: "Resource not found".to_owned(),
+            data: Some(json!({"uri": uri})),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(data) = &self.data {
+            error["data"] = data.clone();
+        }
+        error
+    }
+}
+
+/// What one message read from stdin turned out to be.
+enum Incoming {
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    Notification {
+        method: String,
+        params: Value,
+    },
+    /// The client's answer to one of our requests: its result, or its error object.
+    Response {
+        id: Value,
+        outcome: Result<Value, Value>,
+    },
+    Invalid {
+        id: Value,
+        error: RpcError,
+    },
+}
+
+fn classify(message: Value) -> Incoming {
+    let Value::Object(mut object) = message else {
+        let reason = if message.is_array() {
+            "Invalid Request: batches are not supported"
+        } else {
+            "Invalid Request: not a JSON object"
+        };
+        return Incoming::Invalid {
+            id: Value::Null,
+            error: RpcError::new(INVALID_REQUEST, reason),
+        };
+    };
+    let id = object.remove("id");
+    let params = object.remove("params").unwrap_or(Value::Null);
+    match (object.remove("method"), id) {
+        (Some(Value::String(method)), Some(id)) => Incoming::Request { id, method, params },
+        (Some(Value::String(method)), None) => Incoming::Notification { method, params },
+        (None, Some(id)) if object.contains_key("result") || object.contains_key("error") => {
+            let outcome = match object.remove("error") {
+                Some(error) => Err(error),
+                None => Ok(object.remove("result").unwrap_or(Value::Null)),
+            };
+            Incoming::Response { id, outcome }
+        }
+        (_, id) => Incoming::Invalid {
+            id: id.unwrap_or(Value::Null),
+            error: RpcError::new(INVALID_REQUEST, "Invalid Request"),
+        },
+    }
+}
+
+fn read_stdin_until_eof(server: &'static Server) {
+    let mut stdin = io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) if line.iter().all(u8::is_ascii_whitespace) => {}
+            Ok(_) => server.handle_line(&line),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                note(format_args!("cannot read stdin: {error}"));
+                return;
+            }
+        }
+    }
+}
+
+/// A flag set by `notifications/cancelled` and watched by the request it cancels.
+#[derive(Clone, Default)]
+struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The server
+// ---------------------------------------------------------------------------------------
+
+struct Server {
+    stdout: Mutex<io::Stdout>,
+    /// Index in `LOG_LEVELS` of the least severe level still sent; `None` sends everything.
+    min_log_level: Mutex<Option<usize>>,
+    client_capabilities: Mutex<Value>,
+    /// Running `tools/call` requests, by the compact JSON of their id.
+    in_flight: Mutex<HashMap<String, Cancel>>,
+    /// Our requests to the client that wait for an answer, by id.
+    pending: Mutex<HashMap<String, Sender<Result<Value, Value>>>>,
+    last_request_number: AtomicU64,
+    subscriptions: Mutex<HashSet<String>>,
+}
+
+impl Server {
+    fn new() -> Self {
+        Server {
+            stdout: Mutex::new(io::stdout()),
+            min_log_level: Mutex::new(None),
+            client_capabilities: Mutex::new(json!({})),
+            in_flight: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            last_request_number: AtomicU64::new(0),
+            subscriptions: Mutex::new(HashSet::new()),
+        }
+    }
+
+    // --- Output -------------------------------------------------------------------------
+
+    /// Writes one message as one line to stdout and flushes it. A broken stdout means the
+    /// client is gone.
+    fn send(&self, message: &Value) {
+        let line = message.to_string();
+        let mut stdout = lock(&self.stdout);
+        let written = stdout
+            .write_all(line.as_bytes())
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush());
+        if written.is_err() {
+            process::exit(0);
+        }
+    }
+
+    fn respond(&self, id: &Value, outcome: RpcResult) {
+        let message = match outcome {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+            Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error.to_json()}),
+        };
+        self.send(&message);
+    }
+
+    fn notify(&self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Sends `notifications/message` unless the client asked for more severe levels only.
+    fn log(&self, level: &str, data: &str) {
+        let min_level = *lock(&self.min_log_level);
+        let below_minimum = matches!(
+            (level_rank(level), min_level),
+            (Some(rank), Some(min)) if rank < min
+        );
+        if !below_minimum {
+            let params = json!({"level": level, "logger": SERVER_NAME, "data": data});
+            self.notify("notifications/message", params);
+        }
+    }
+
+    // --- Input --------------------------------------------------------------------------
+
+    fn handle_line(&'static self, line: &[u8]) {
+        let message = match serde_json::from_slice::<Value>(line) {
+            Ok(message) => message,
+            Err(error) => {
+                let error = RpcError::new(PARSE_ERROR, format!("Parse error: {error}"));
+                return self.respond(&Value::Null, Err(error));
+            }
+        };
+        match classify(message) {
+            Incoming::Request { id, method, params } => self.handle_request(id, &method, params),
+            Incoming::Notification { method, params } => {
+                self.handle_notification(&method, &params);
+            }
+            Incoming::Response { id, outcome } => self.route_response(&id, outcome),
+            Incoming::Invalid { id, error } => self.respond(&id, Err(error)),
+        }
+    }
+
+    fn handle_request(&'static self, id: Value, method: &str, params: Value) {
+        if method == "tools/call" {
+            self.spawn_tool_call(id, params);
+        } else {
+            self.respond(&id, self.answer(method, &params));
+        }
+    }
+
+    /// Answers the requests that are quick enough to be answered on the reading thread.
+    fn answer(&self, method: &str, params: &Value) -> RpcResult {
+        match method {
+            "initialize" => Ok(self.initialize(params)),
+            "ping" => Ok(json!({})),
+            "logging/setLevel" => self.set_log_level(params),
+            "tools/list" => Ok(json!({"tools": tool_definitions()})),
+            "resources/list" => Ok(resource_list()),
+            "resources/templates/list" => Ok(resource_template_list()),
+            "resources/read" => read_resource(string_param(params, "uri")?),
+            "resources/subscribe" => self.subscribe(params),
+            "resources/unsubscribe" => self.unsubscribe(params),
+            "prompts/list" => Ok(prompt_list()),
+            "prompts/get" => get_prompt(params),
+            "completion/complete" => complete(params),
+            _ => Err(RpcError::new(
+                METHOD_NOT_FOUND,
+                format!("Method not found: {method}"),
+            )),
+        }
+    }
+
+    fn handle_notification(&self, method: &str, params: &Value) {
+        if method == "notifications/cancelled" {
+            self.cancel_request(params);
+        }
+    }
+
+    fn cancel_request(&self, params: &Value) {
+        let Some(request_id) = params.get("requestId") else {
+            return note("notifications/cancelled without requestId");
+        };
+        match lock(&self.in_flight).get(&request_id.to_string()) {
+            Some(cancel) => cancel.cancel(),
+            None => note(format_args!("no running request {request_id} to cancel")),
+        }
+    }
+
+    fn route_response(&self, id: &Value, outcome: Result<Value, Value>) {
+        let waiter = id.as_str().and_then(|id| lock(&self.pending).remove(id));
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(outcome);
+            }
+            None => note(format_args!("ignoring a response to unknown request {id}")),
+        }
+    }
+
+    /// Runs a tool on its own thread; its response is dropped if the call gets cancelled.
+    fn spawn_tool_call(&'static self, id: Value, params: Value) {
+        let key = id.to_string();
+        let cancel = Cancel::default();
+        lock(&self.in_flight).insert(key.clone(), cancel.clone());
+        thread::spawn(move || {
+            let no_arguments = json!({});
+            let call = ToolCall {
+                server: self,
+                arguments: params.get("arguments").unwrap_or(&no_arguments),
+                progress_token: params.pointer("/_meta/progressToken"),
+                cancel: &cancel,
+            };
+            let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+            let outcome = call.run(name);
+            lock(&self.in_flight).remove(&key);
+            if cancel.is_cancelled() {
+                note(format_args!("request {key} was cancelled: no response"));
+            } else {
+                self.respond(&id, outcome);
+            }
+        });
+    }
+
+    // --- Requests to the client ---------------------------------------------------------
+
+    /// Sends a request to the client and waits for its result; `Err` holds why there is none.
+    fn ask_client(&self, method: &str, params: Value, cancel: &Cancel) -> Result<Value, String> {
+        let number = self.last_request_number.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = format!("conf-{number}");
+        let (sender, receiver) = mpsc::channel();
+        lock(&self.pending).insert(id.clone(), sender);
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let outcome = wait_for_client(&receiver, method, cancel);
+        lock(&self.pending).remove(&id);
+        outcome
+    }
+
+    fn client_supports(&self, capability: &str) -> bool {
+        lock(&self.client_capabilities).get(capability).is_some()
+    }
+
+    // --- Lifecycle, logging, subscriptions ----------------------------------------------
+
+    fn initialize(&self, params: &Value) -> Value {
+        let capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
+        *lock(&self.client_capabilities) = capabilities;
+        let requested = params.get("protocolVersion").and_then(Value::as_str);
+        let version = requested
+            .filter(|version| SUPPORTED_PROTOCOL_VERSIONS.contains(version))
+            .unwrap_or(LATEST_PROTOCOL_VERSION);
+        json!({
+            "protocolVersion": version,
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "resources": {"subscribe": true, "listChanged": true},
+                "prompts": {"listChanged": true},
+                "logging": {},
+                "completions": {}
+            },
+            "serverInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
+            "instructions": "The fixture of mcp-proxy's conformance tests."
+        })
+    }
+
+    fn set_log_level(&self, params: &Value) -> RpcResult {
+        let level = string_param(params, "level")?;
+        let rank = level_rank(level)
+            .ok_or_else(|| RpcError::invalid_params(format!("Invalid log level: {level}")))?;
+        *lock(&self.min_log_level) = Some(rank);
+        Ok(json!({}))
+    }
+
+    fn subscribe(&self, params: &Value) -> RpcResult {
+        let uri = string_param(params, "uri")?;
+        read_resource(uri)?;
+        lock(&self.subscriptions).insert(uri.to_owned());
+        Ok(json!({}))
+    }
+
+    fn unsubscribe(&self, params: &Value) -> RpcResult {
+        let uri = string_param(params, "uri")?;
+        lock(&self.subscriptions).remove(uri);
+        Ok(json!({}))
+    }
+}
+
+/// Waits for the client's answer, in slices so that a cancellation is noticed.
+fn wait_for_client(
+    receiver: &Receiver<Result<Value, Value>>,
+    method: &str,
+    cancel: &Cancel,
+) -> Result<Value, String> {
+    let deadline = Instant::now() + CLIENT_RESPONSE_TIMEOUT;
+    loop {
+        if cancel.is_cancelled() {
+            return Err("cancelled".to_owned());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let seconds = CLIENT_RESPONSE_TIMEOUT.as_secs();
+            return Err(format!("no response to {method} within {seconds} s"));
+        }
+        match receiver.recv_timeout(left.min(CANCEL_POLL_INTERVAL)) {
+            Ok(Ok(result)) => return Ok(result),
+            Ok(Err(error)) => {
+                return Err(match error.get("message").and_then(Value::as_str) {
+                    Some(message) => message.to_owned(),
+                    None => error.to_string(),
+                });
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Err("no response".to_owned()),
+        }
+    }
+}
+
+fn level_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|known| *known == level)
+}
+
+fn string_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("Missing or invalid parameter: {name}")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------
+
+fn resource_list() -> Value {
+    json!({"resources": [
+        {
+            "uri": STATIC_TEXT_URI,
+            "name": "static-text",
+            "description": "A static text resource",
+            "mimeType": "text/plain"
+        },
+        {
+            "uri": STATIC_BINARY_URI,
+            "name": "static-binary",
+            "description": "A static binary resource (a 1x1 PNG)",
+            "mimeType": "image/png"
+        },
+        {
+            "uri": WATCHED_URI,
+            "name": "watched-resource",
+            "description": "A resource clients can subscribe to",
+            "mimeType": "text/plain"
+        }
+    ]})
+}
+
+fn resource_template_list() -> Value {
+    json!({"resourceTemplates": [{
+        "uriTemplate": TEMPLATE_URI,
+        "name": "template-data",
+        "description": "Data for an id, read through a template",
+        "mimeType": "application/json"
+    }]})
+}
+
+fn read_resource(uri: &str) -> RpcResult {
+    let content = match uri {
+        STATIC_TEXT_URI => json!({
+            "uri": uri,
+            "mimeType": "text/plain",
+            "text": "This is the content of the static text resource."
+        }),
+        STATIC_BINARY_URI => json!({"uri": uri, "mimeType": "image/png", "blob": RED_PIXEL_PNG}),
+        WATCHED_URI => json!({
+            "uri": uri,
+            "mimeType": "text/plain",
+            "text": "This is the content of the watched resource."
+        }),
+        _ => match template_id(uri) {
+            Some(id) => {
+                let data =
+                    json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
+                json!({"uri": uri, "mimeType": "application/json", "text": data.to_string()})
+            }
+            None => return Err(RpcError::resource_not_found(uri)),
+        },
+    };
+    Ok(json!({"contents": [content]}))
+}
+
+/// The `{id}` of a URI of the template `test://template/{id}/data`.
+fn template_id(uri: &str) -> Option<&str> {
+    let id = uri
+        .strip_prefix("test://template/")?
+        .strip_suffix("/data")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+// ---------------------------------------------------------------------------------------
+// Prompts and completions
+// ---------------------------------------------------------------------------------------
+
+fn prompt_list() -> Value {
+    json!({"prompts": [
+        {
+            "name": "test_simple_prompt",
+            "description": "A prompt without arguments"
+        },
+        {
+            "name": "test_prompt_with_arguments",
+            "description": "A prompt with two required arguments",
+            "arguments": [
+                {"name": "arg1", "description": "First test argument", "required": true},
+                {"name": "arg2", "description": "Second test argument", "required": true}
+            ]
+        },
+        {
+            "name": "test_prompt_with_embedded_resource",
+            "description": "A prompt that embeds a resource",
+            "arguments": [
+                {"name": "resourceUri", "description": "URI of the resource to embed", "required": true}
+            ]
+        },
+        {
+            "name": "test_prompt_with_image",
+            "description": "A prompt with an image"
+        }
+    ]})
+}
+
+fn get_prompt(params: &Value) -> RpcResult {
+    let name = string_param(params, "name")?;
+    let argument = |argument: &str| {
+        params
+            .get("arguments")
+            .and_then(|arguments| arguments.get(argument))
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params(format!("Missing argument: {argument}")))
+    };
+    let messages = match name {
+        "test_simple_prompt" => json!([user_text("This is a simple prompt for testing.")]),
+        "test_prompt_with_arguments" => {
+            let (arg1, arg2) = (argument("arg1")?, argument("arg2")?);
+            json!([user_text(&format!(
+                "Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+            ))])
+        }
+        "test_prompt_with_embedded_resource" => json!([
+            {"role": "user", "content": {"type": "resource", "resource": {
+                "uri": argument("resourceUri")?,
+                "mimeType": "text/plain",
+                "text": "Embedded resource content for testing."
+            }}},
+            user_text("Please process the embedded resource above.")
+        ]),
+        "test_prompt_with_image" => json!([
+            {"role": "user", "content": {"type": "image", "data": RED_PIXEL_PNG, "mimeType": "image/png"}},
+            user_text("Please analyze the image above.")
+        ]),
+        _ => return Err(RpcError::invalid_params(format!("Unknown prompt: {name}"))),
+    };
+    Ok(json!({"messages": messages}))
+}
+
+fn user_text(text: &str) -> Value {
+    json!({"role": "user", "content": {"type": "text", "text": text}})
+}
+
+/// Completes the arguments of `test_prompt_with_arguments` and the template's `id`: the
+/// candidates that start with the typed value.
+fn complete(params: &Value) -> RpcResult {
+    let reference = params
+        .get("ref")
+        .ok_or_else(|| RpcError::invalid_params("Missing parameter: ref"))?;
+    let argument = params
+        .pointer("/argument/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("Missing parameter: argument.name"))?;
+    let typed = params
+        .pointer("/argument/value")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = reference.get("type").and_then(Value::as_str);
+    let candidates: &[&str] = match (kind, argument) {
+        (Some("ref/prompt"), "arg1" | "arg2")
+            if reference["name"] == "test_prompt_with_arguments" =>
+        {
+            &["test", "testing", "tested", "paris", "park", "party"]
+        }
+        (Some("ref/resource"), "id") if reference["uri"] == TEMPLATE_URI => &["1", "2", "3", "123"],
+        (Some("ref/prompt" | "ref/resource"), _) => &[],
+        _ => return Err(RpcError::invalid_params("Invalid reference")),
+    };
+    let values: Vec<&str> = candidates
+        .iter()
+        .copied()
+        .filter(|candidate| candidate.starts_with(typed))
+        .collect();
+    Ok(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}))
+}
+
+// ---------------------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------------------
+
+fn tool_definitions() -> Value {
+    let without_arguments = [
+        ("test_simple_text", "Returns a simple text"),
+        ("test_image_content", "Returns an image"),
+        ("test_audio_content", "Returns an audio clip"),
+        ("test_embedded_resource", "Returns an embedded resource"),
+        (
+            "test_multiple_content_types",
+            "Returns text, an image and an embedded resource",
+        ),
+        (
+            "test_tool_with_logging",
+            "Sends three log messages while it runs",
+        ),
+        ("test_error_handling", "Always fails with isError"),
+        (
+            "test_tool_with_progress",
+            "Reports progress 0, 50 and 100 of 100",
+        ),
+        (
+            "test_elicitation_sep1034_defaults",
+            "Asks the user with defaults for every primitive type (SEP-1034)",
+        ),
+        (
+            "test_elicitation_sep1330_enums",
+            "Asks the user with every enum shape (SEP-1330)",
+        ),
+        (
+            "test_reconnection",
+            "Answers after 100 ms (SSE polling tests)",
+        ),
+    ];
+    let mut tools: Vec<Value> = without_arguments
+        .into_iter()
+        .map(|(name, description)| tool(name, description, json!({}), &[]))
+        .collect();
+    tools.push(tool(
+        "test_sampling",
+        "Asks the client's LLM to complete the prompt",
+        json!({"prompt": {"type": "string", "description": "The prompt to send to the LLM"}}),
+        &["prompt"],
+    ));
+    tools.push(tool(
+        "test_elicitation",
+        "Asks the user for a username and an email address",
+        json!({"message": {"type": "string", "description": "The message to show the user"}}),
+        &["message"],
+    ));
+    tools.push(json!({
+        "name": "json_schema_2020_12_tool",
+        "description": "Tool with JSON Schema 2020-12 features",
+        "inputSchema": {
+            "$schema": JSON_SCHEMA_2020_12,
+            "type": "object",
+            "$defs": {
+                "address": {
+                    "type": "object",
+                    "properties": {"street": {"type": "string"}, "city": {"type": "string"}}
+                }
+            },
+            "properties": {
+                "name": {"type": "string"},
+                "address": {"$ref": "#/$defs/address"}
+            },
+            "additionalProperties": false
+        }
+    }));
+    Value::Array(tools)
+}
+
+fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "description": description,
+        "inputSchema": {"type": "object", "properties": properties, "required": required}
+    })
+}
+
+fn text(text: &str) -> Value {
+    json!({"type": "text", "text": text})
+}
+
+fn image() -> Value {
+    json!({"type": "image", "data": RED_PIXEL_PNG, "mimeType": "image/png"})
+}
+
+fn content(blocks: Value) -> Value {
+    json!({"content": blocks})
+}
+
+fn error_result(message: &str) -> Value {
+    json!({"content": [text(message)], "isError": true})
+}
+
+/// One `tools/call` request being run.
+struct ToolCall<'a> {
+    server: &'a Server,
+    arguments: &'a Value,
+    progress_token: Option<&'a Value>,
+    cancel: &'a Cancel,
+}
+
+impl ToolCall<'_> {
+    fn run(&self, name: &str) -> RpcResult {
+        Ok(match name {
+            "test_simple_text" => {
+                content(json!([text("This is a simple text response for testing.")]))
+            }
+            "test_image_content" => content(json!([image()])),
+            "test_audio_content" => {
+                content(json!([{"type": "audio", "data": SILENT_WAV, "mimeType": "audio/wav"}]))
+            }
+            "test_embedded_resource" => content(json!([{"type": "resource", "resource": {
+                "uri": "test://embedded-resource",
+                "mimeType": "text/plain",
+                "text": "This is an embedded resource content."
+            }}])),
+            "test_multiple_content_types" => content(json!([
+                text("Multiple content types test:"),
+                image(),
+                {"type": "resource", "resource": {
+                    "uri": "test://mixed-content-resource",
+                    "mimeType": "application/json",
+                    "text": json!({"test": "data", "value": 123}).to_string()
+                }}
+            ])),
+            "test_tool_with_logging" => self.with_logging(),
+            "test_error_handling" => {
+                error_result("This tool intentionally returns an error for testing")
+            }
+            "test_tool_with_progress" => self.with_progress(),
+            "test_sampling" => self.sampling()?,
+            "test_elicitation" => self.elicitation()?,
+            "test_elicitation_sep1034_defaults" => {
+                self.elicit("Elicitation completed", sep1034_request())
+            }
+            "test_elicitation_sep1330_enums" => {
+                self.elicit("Elicitation completed", sep1330_request())
+            }
+            "json_schema_2020_12_tool" => {
+                content(json!([text(&format!("Received: {}", self.arguments))]))
+            }
+            "test_reconnection" => {
+                self.sleep_unless_cancelled(Duration::from_millis(100));
+                content(json!([text("Reconnection test completed successfully")]))
+            }
+            _ => return Err(RpcError::invalid_params(format!("Unknown tool: {name}"))),
+        })
+    }
+
+    fn with_logging(&self) -> Value {
+        let messages = [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed",
+        ];
+        for (index, message) in messages.into_iter().enumerate() {
+            if index > 0 {
+                self.sleep_unless_cancelled(STEP_INTERVAL);
+            }
+            self.server.log("info", message);
+        }
+        content(json!([text("Tool with logging executed successfully")]))
+    }
+
+    fn with_progress(&self) -> Value {
+        for progress in [0, 50, 100] {
+            if progress > 0 {
+                self.sleep_unless_cancelled(STEP_INTERVAL);
+            }
+            if let Some(token) = self.progress_token {
+                let params = json!({
+                    "progressToken": token,
+                    "progress": progress,
+                    "total": 100,
+                    "message": format!("{progress}% done")
+                });
+                self.server.notify("notifications/progress", params);
+            }
+        }
+        content(json!([text("Tool with progress executed successfully")]))
+    }
+
+    fn sampling(&self) -> RpcResult {
+        let prompt = self.string_argument("prompt")?;
+        if !self.server.client_supports("sampling") {
+            return Ok(error_result(
+                "The client does not support sampling (no sampling capability)",
+            ));
+        }
+        let params = json!({
+            "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
+            "maxTokens": 100
+        });
+        let sampled = self
+            .server
+            .ask_client("sampling/createMessage", params, self.cancel)
+            .and_then(|result| sampled_text(&result));
+        Ok(match sampled {
+            Ok(response) => content(json!([text(&format!("LLM response: {response}"))])),
+            Err(reason) => error_result(&format!("Sampling failed: {reason}")),
+        })
+    }
+
+    fn elicitation(&self) -> RpcResult {
+        let message = self.string_argument("message")?;
+        let request = json!({
+            "message": message,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "username": {"type": "string", "description": "User's response"},
+                    "email": {"type": "string", "description": "User's email address"}
+                },
+                "required": ["username", "email"]
+            }
+        });
+        Ok(self.elicit("User response", request))
+    }
+
+    /// Asks `elicitation/create` and reports the answer: "PREFIX: action=…, content={…}".
+    fn elicit(&self, prefix: &str, request: Value) -> Value {
+        if !self.server.client_supports("elicitation") {
+            return error_result(
+                "The client does not support elicitation (no elicitation capability)",
+            );
+        }
+        match self
+            .server
+            .ask_client("elicitation/create", request, self.cancel)
+        {
+            Ok(result) => content(json!([text(&format!(
+                "{prefix}: action={}, content={}",
+                result["action"].as_str().unwrap_or("?"),
+                result.get("content").unwrap_or(&json!({}))
+            ))])),
+            Err(reason) => error_result(&format!("Elicitation failed: {reason}")),
+        }
+    }
+
+    fn string_argument(&self, name: &str) -> Result<&str, RpcError> {
+        self.arguments
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params(format!("Missing or invalid argument: {name}")))
+    }
+
+    /// Sleeps for `duration` in short slices, returning early if the call is cancelled.
+    fn sleep_unless_cancelled(&self, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        while !self.cancel.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(CANCEL_POLL_INTERVAL));
+        }
+    }
+}
+
+/// SEP-1034: a default for every primitive type.
+fn sep1034_request() -> Value {
+    json!({
+        "message": "Please review and update the form fields with defaults",
+        "requestedSchema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                "age": {"type": "integer", "description": "User age", "default": 30},
+                "score": {"type": "number", "description": "User score", "default": 95.5},
+                "status": {
+                    "type": "string",
+                    "description": "User status",
+                    "enum": ["active", "inactive", "pending"],
+                    "default": "active"
+                },
+                "verified": {"type": "boolean", "description": "Verification status", "default": true}
+            },
+            "required": []
+        }
+    })
+}
+
+/// SEP-1330: the five enum shapes.
+fn sep1330_request() -> Value {
+    json!({
+        "message": "Please select options from the enum fields",
+        "requestedSchema": {
+            "type": "object",
+            "properties": {
+                "untitledSingle": {
+                    "type": "string",
+                    "description": "Untitled single-select",
+                    "enum": ["option1", "option2", "option3"]
+                },
+                "titledSingle": {
+                    "type": "string",
+                    "description": "Titled single-select",
+                    "oneOf": [
+                        {"const": "value1", "title": "First Option"},
+                        {"const": "value2", "title": "Second Option"},
+                        {"const": "value3", "title": "Third Option"}
+                    ]
+                },
+                "legacyEnum": {
+                    "type": "string",
+                    "description": "Legacy titled enum (enumNames, deprecated)",
+                    "enum": ["opt1", "opt2", "opt3"],
+                    "enumNames": ["Option One", "Option Two", "Option Three"]
+                },
+                "untitledMulti": {
+                    "type": "array",
+                    "description": "Untitled multi-select",
+                    "items": {"type": "string", "enum": ["option1", "option2", "option3"]}
+                },
+                "titledMulti": {
+                    "type": "array",
+                    "description": "Titled multi-select",
+                    "items": {"anyOf": [
+                        {"const": "value1", "title": "First Choice"},
+                        {"const": "value2", "title": "Second Choice"},
+                        {"const": "value3", "title": "Third Choice"}
+                    ]}
+                }
+            },
+            "required": []
+        }
+    })
+}
+
+/// The text of a `sampling/createMessage` result: `content` is one block or (newer
+/// protocol versions) an array of blocks.
+fn sampled_text(result: &Value) -> Result<String, String> {
+    let block = match &result["content"] {
+        Value::Array(blocks) => blocks.iter().find(|block| block.get("text").is_some()),
+        block => Some(block),
+    };
+    block
+        .and_then(|block| block.get("text"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| "the result has no text content".to_owned())
+}

@@ -1,0 +1,367 @@
+//! Outbound streams to clients: the bounded channel to a connection's writer ([`StreamTx`]),
+//! and the resumable SSE stream of a Streamable HTTP session ([`EventStream`]): every event
+//! gets an id `<stream>-<seq>` (unique in the session, naming its stream, spec F6), and a
+//! bounded buffer keeps recent events so a client that reconnects with `Last-Event-ID` gets
+//! what it missed on that stream, and only that stream (spec F7, E8).
+//! Touched only under the mux's lock; never blocks (`offer` is `try_send`-like).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use log::warn;
+
+use crate::limits;
+
+/// One message for a connection's writer.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// The JSON-RPC message (empty for a priming event or an end marker).
+    pub text: Arc<str>,
+    /// The SSE event id, on resumable streams.
+    pub id: Option<EventId>,
+    /// The stream ends after this one (the response of a POST's stream).
+    pub last: bool,
+}
+
+impl Outbound {
+    pub fn message(text: Arc<str>) -> Outbound {
+        Outbound {
+            text,
+            id: None,
+            last: false,
+        }
+    }
+
+    /// The response a stream was opened for: the stream may end after it.
+    pub fn last(text: Arc<str>) -> Outbound {
+        Outbound {
+            text,
+            id: None,
+            last: true,
+        }
+    }
+
+    /// An event with an id and no data: the priming event of spec E8, or (`last`) the end
+    /// of a stream with nothing left to replay.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+/// `<stream>-<seq>`: which stream of the session, and the event's place in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventId {
+    pub stream: u32,
+    pub seq: u64,
+}
+
+impl EventId {
+    pub fn parse(s: &str) -> Option<EventId> {
+        let (stream, seq) = s.trim().split_once('-')?;
+        Some(EventId {
+            stream: stream.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.stream, self.seq)
+    }
+}
+
+/// The sending half of a connection's writer, with a bound on what may wait in it.
+#[derive(Clone)]
+pub struct StreamTx {
+    tx: Sender<Outbound>,
+    cap: usize,
+}
+
+pub enum Offer {
+    Sent,
+    /// The client is not reading fast enough: `cap` messages wait already.
+    Full,
+    /// The writer has ended.
+    Gone,
+}
+
+impl StreamTx {
+    /// A channel that holds at most `cap` messages. It is crossbeam's list flavour, which
+    /// allocates as it fills instead of `cap` slots up front (one is made per request);
+    /// `offer` keeps it bounded: every send goes through it, under the mux lock.
+    pub fn channel(cap: usize) -> (StreamTx, Receiver<Outbound>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (StreamTx { tx, cap }, rx)
+    }
+
+    pub fn offer(&self, message: Outbound) -> Offer {
+        if self.tx.len() >= self.cap {
+            return Offer::Full;
+        }
+        match self.tx.send(message) {
+            Ok(()) => Offer::Sent,
+            Err(_) => Offer::Gone,
+        }
+    }
+
+    pub fn same_channel(&self, other: &StreamTx) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+}
+
+/// One resumable SSE stream of a session: a POST's reply stream, or the GET stream.
+pub struct EventStream {
+    pub number: u32,
+    /// Recent events, oldest first, for replay. Bounded by count and bytes.
+    events: VecDeque<(u64, Arc<str>, bool)>,
+    bytes: usize,
+    next_seq: u64,
+    /// The connection writing this stream now, if any.
+    writer: Option<StreamTx>,
+    /// The last seq handed to a writer: a GET without `Last-Event-ID` gets what came after.
+    offered: u64,
+    /// When the stream's last event (a POST's response) was pushed.
+    pub finished_at: Option<Instant>,
+}
+
+impl EventStream {
+    pub fn new(number: u32) -> EventStream {
+        EventStream {
+            number,
+            events: VecDeque::new(),
+            bytes: 0,
+            next_seq: 1,
+            writer: None,
+            offered: 0,
+            finished_at: None,
+        }
+    }
+
+    pub fn has_writer(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Appends an event and hands it to the writer, if one is attached. Returns whether a
+    /// writer took it (the event stays buffered for a resume either way).
+    pub fn push(&mut self, text: Arc<str>, last: bool) -> bool {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += text.len();
+        self.events.push_back((seq, text.clone(), last));
+        while self.events.len() > 1
+            && (self.events.len() > limits::REPLAY_EVENTS || self.bytes > limits::REPLAY_BYTES)
+        {
+            if let Some((_, old, _)) = self.events.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+        if last {
+            self.finished_at = Some(Instant::now());
+        }
+        let id = EventId {
+            stream: self.number,
+            seq,
+        };
+        self.offer(Outbound {
+            text,
+            id: Some(id),
+            last,
+        })
+    }
+
+    fn offer(&mut self, message: Outbound) -> bool {
+        let Some(writer) = &self.writer else {
+            return false;
+        };
+        let seq = message.id.map(|id| id.seq);
+        match writer.offer(message) {
+            Offer::Sent => {
+                if let Some(seq) = seq {
+                    self.offered = seq;
+                }
+                true
+            }
+            Offer::Full => {
+                warn!(
+                    "stream {}: client reads too slowly; closing its connection (it may resume)",
+                    self.number
+                );
+                self.writer = None;
+                false
+            }
+            Offer::Gone => {
+                self.writer = None;
+                false
+            }
+        }
+    }
+
+    /// Attaches a writer: first the priming event when asked, then every buffered event
+    /// after `after` (default: after what earlier writers were given), then live events.
+    /// A finished stream with nothing left to send ends the writer at once.
+    pub fn attach(&mut self, writer: StreamTx, after: Option<u64>, priming: bool) {
+        let after = after.unwrap_or(self.offered);
+        self.writer = Some(writer);
+        if priming {
+            self.offer(Outbound {
+                text: "".into(),
+                id: Some(EventId {
+                    stream: self.number,
+                    seq: after,
+                }),
+                last: false,
+            });
+        }
+        if let Some((first, _, _)) = self.events.front()
+            && *first > after + 1
+        {
+            warn!(
+                "stream {}: {} event(s) after {after} are no longer buffered; resuming with a gap",
+                self.number,
+                first - after - 1
+            );
+        }
+        let replay: Vec<_> = self
+            .events
+            .iter()
+            .filter(|(seq, _, _)| *seq > after)
+            .cloned()
+            .collect();
+        let mut ended = false;
+        for (seq, text, last) in replay {
+            ended |= last;
+            let id = Some(EventId {
+                stream: self.number,
+                seq,
+            });
+            if !self.offer(Outbound { text, id, last }) {
+                return;
+            }
+        }
+        if self.finished_at.is_some() && !ended {
+            self.offer(Outbound {
+                text: "".into(),
+                id: None,
+                last: true,
+            });
+        }
+    }
+
+    /// Detaches `writer` if it is still the one attached.
+    pub fn detach(&mut self, writer: &StreamTx) {
+        if self.writer.as_ref().is_some_and(|w| w.same_channel(writer)) {
+            self.writer = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(rx: &Receiver<Outbound>) -> Vec<(Option<String>, String, bool)> {
+        rx.try_iter()
+            .map(|o| (o.id.map(|i| i.to_string()), o.text.to_string(), o.last))
+            .collect()
+    }
+
+    #[test]
+    fn event_ids_round_trip() {
+        let id = EventId { stream: 3, seq: 17 };
+        assert_eq!(id.to_string(), "3-17");
+        assert_eq!(EventId::parse("3-17"), Some(id));
+        assert_eq!(EventId::parse("x-1"), None);
+        assert_eq!(EventId::parse("17"), None);
+    }
+
+    #[test]
+    fn channel_is_bounded() {
+        let (tx, rx) = StreamTx::channel(2);
+        assert!(matches!(
+            tx.offer(Outbound::message("a".into())),
+            Offer::Sent
+        ));
+        assert!(matches!(
+            tx.offer(Outbound::message("b".into())),
+            Offer::Sent
+        ));
+        assert!(matches!(
+            tx.offer(Outbound::message("c".into())),
+            Offer::Full
+        ));
+        assert_eq!(rx.try_iter().count(), 2);
+        drop(rx);
+        assert!(matches!(
+            tx.offer(Outbound::message("d".into())),
+            Offer::Gone
+        ));
+    }
+
+    #[test]
+    fn resume_replays_what_came_after_the_last_event_seen() {
+        let mut s = EventStream::new(4);
+        let (tx, rx) = StreamTx::channel(100);
+        s.attach(tx.clone(), None, true);
+        s.push("a".into(), false);
+        s.push("b".into(), false);
+        assert_eq!(
+            texts(&rx),
+            [
+                (Some("4-0".into()), "".into(), false),
+                (Some("4-1".into()), "a".into(), false),
+                (Some("4-2".into()), "b".into(), false)
+            ]
+        );
+        // The connection drops; the response arrives meanwhile.
+        drop(rx);
+        s.push("c".into(), false);
+        s.push("done".into(), true);
+        let (tx2, rx2) = StreamTx::channel(100);
+        s.attach(tx2, Some(1), false);
+        assert_eq!(
+            texts(&rx2),
+            [
+                (Some("4-2".into()), "b".into(), false),
+                (Some("4-3".into()), "c".into(), false),
+                (Some("4-4".into()), "done".into(), true)
+            ]
+        );
+        // Resuming after the end: only the end marker.
+        let (tx3, rx3) = StreamTx::channel(100);
+        s.attach(tx3, Some(4), false);
+        assert_eq!(texts(&rx3), [(None, "".into(), true)]);
+    }
+
+    #[test]
+    fn a_fresh_writer_gets_only_what_no_writer_took() {
+        let mut s = EventStream::new(0);
+        s.push("early".into(), false);
+        let (tx, rx) = StreamTx::channel(100);
+        s.attach(tx.clone(), None, false);
+        s.push("live".into(), false);
+        s.detach(&tx);
+        s.push("while away".into(), false);
+        let (tx2, rx2) = StreamTx::channel(100);
+        s.attach(tx2, None, false);
+        let got: Vec<String> = texts(&rx).into_iter().map(|t| t.1).collect();
+        assert_eq!(got, ["early", "live"]);
+        let got: Vec<String> = texts(&rx2).into_iter().map(|t| t.1).collect();
+        assert_eq!(got, ["while away"]);
+    }
+
+    #[test]
+    fn the_buffer_is_bounded() {
+        let mut s = EventStream::new(0);
+        for i in 0..(limits::REPLAY_EVENTS + 10) {
+            s.push(format!("{i}").into(), false);
+        }
+        assert_eq!(s.events.len(), limits::REPLAY_EVENTS);
+        let big: Arc<str> = "x".repeat(limits::REPLAY_BYTES).into();
+        s.push(big.clone(), false);
+        s.push(big, false);
+        assert!(s.bytes <= limits::REPLAY_BYTES * 2 && s.events.len() == 1);
+    }
+}
