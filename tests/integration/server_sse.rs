@@ -157,3 +157,70 @@ fn first_event_arrives_at_once() {
         "endpoint event took {took:?}"
     );
 }
+
+/// Regression: tiny_http's connection pool queued a burst of connections behind workers that
+/// then stayed in long-lived SSE handlers, so later requests were never served
+/// (vendor/tiny_http/PATCHED.md).
+#[test]
+fn a_burst_of_streams_does_not_starve_other_requests() {
+    use std::io::{Read, Write};
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    wait_until(DEADLINE, "the server to run", || {
+        request("GET", &p.url("/health"), &[], "").status == 200
+    });
+    for round in 0..5 {
+        // Streams opened as fast as a client can write them, then plain requests behind them.
+        let streams: Vec<std::net::TcpStream> = (0..4)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+                s.write_all(
+                    b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+                )
+                .unwrap();
+                s
+            })
+            .collect();
+        let plain: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+                s.write_all(
+                    b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                )
+                .unwrap();
+                s
+            })
+            .collect();
+        for mut s in plain {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut head = [0u8; 12];
+            let read = s.read_exact(&mut head);
+            assert!(
+                read.is_ok(),
+                "round {round}: /status not answered within 5 s: {read:?}"
+            );
+            assert_eq!(&head, b"HTTP/1.1 200");
+        }
+        for mut s in streams {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut head = [0u8; 12];
+            let read = s.read_exact(&mut head);
+            assert!(
+                read.is_ok(),
+                "round {round}: /sse not answered within 5 s: {read:?}"
+            );
+        }
+    }
+}
+
+/// Threads of `pid` that were never given a name (they show the process's own name).
+fn unnamed_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "mcp-proxy")
+        })
+        .count()
+}
