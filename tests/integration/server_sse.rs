@@ -211,16 +211,3 @@ fn a_burst_of_streams_does_not_starve_other_requests() {
         }
     }
 }
-
-/// Threads of `pid` that were never given a name (they show the process's own name).
-fn unnamed_threads(pid: u32) -> usize {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "mcp-proxy")
-        })
-        .count()
-}
