@@ -52,6 +52,7 @@ pub struct RawArgs {
     pub auth_token: Option<String>,
     pub max_message_size: Option<String>,
     pub max_sessions: Option<String>,
+    pub max_tenants: Option<String>,
     pub session_idle_timeout: Option<String>,
     pub request_timeout: Option<String>,
     pub http_timeout: Option<String>,
@@ -73,6 +74,7 @@ usage: mcp-proxy [-h] [--version] [-H KEY VALUE]
                  [--allow-origin ALLOW_ORIGIN [ALLOW_ORIGIN ...]]
                  [--expose-header HEADER] [--sse-keepalive SECONDS]
                  [--auth-token TOKEN] [--max-message-size BYTES] [--max-sessions N]
+                 [--max-tenants N]
                  [--session-idle-timeout SECONDS] [--request-timeout SECONDS]
                  [--http-timeout SECONDS]
                  [command_or_url] [args ...]";
@@ -146,6 +148,9 @@ Limits (server mode; each logs a line when it triggers):
                         Largest message on any input: bigger HTTP bodies get 413, bigger lines
                         from a child are dropped. Default: 33554432 (32 MiB).
   --max-sessions N      Open sessions per server; more get 503. Default: 10000.
+  --max-tenants N       Children per server with headerToEnv (one per distinct set of mapped
+                        header values); a new one evicts the least recently used idle one, or
+                        gets 503. Idle ones stop after 10 minutes. Default: 16.
   --session-idle-timeout SECONDS
                         A session with no request, no stream and nothing in flight for this
                         long is closed. 0 = never. Default: 1800.
@@ -239,6 +244,7 @@ fn parse(mut p: lexopt::Parser, default_url: Option<String>) -> Result<Parsed, E
                 a.max_message_size = Some(string(&mut p, "--max-message-size")?)
             }
             Long("max-sessions") => a.max_sessions = Some(string(&mut p, "--max-sessions")?),
+            Long("max-tenants") => a.max_tenants = Some(string(&mut p, "--max-tenants")?),
             Long("session-idle-timeout") => {
                 a.session_idle_timeout = Some(string(&mut p, "--session-idle-timeout")?)
             }

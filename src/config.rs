@@ -54,9 +54,12 @@ pub struct ServerLimits {
     pub request_timeout: Option<Duration>,
     /// Socket read and write timeout of HTTP connections.
     pub http_timeout: Duration,
+    /// Children per `headerToEnv` server.
+    pub max_tenants: usize,
 }
 
 /// One stdio server to spawn. Holds environment values, which may be secrets: no `Debug`.
+#[derive(Clone)]
 pub struct ServerSpec {
     /// `None` for the default server, served at the root paths.
     pub name: Option<String>,
@@ -65,9 +68,8 @@ pub struct ServerSpec {
     /// The child's whole environment (it starts from an empty one).
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
-    /// `headerToEnv` from the config file: request header name → child environment variable.
-    /// Parsed and validated now; per-tenant children that use it are issue 5.
-    #[allow(dead_code)]
+    /// `headerToEnv` from the config file: request header name → child environment variable;
+    /// a server with any gets a child per distinct set of values (`mux::Pool`).
     pub header_to_env: Vec<(String, String)>,
 }
 
@@ -224,6 +226,7 @@ fn server_settings(raw: RawArgs) -> Result<ServerSettings, Error> {
             .unwrap_or(limits::MAX_MESSAGE_BYTES),
         max_sessions: count(&raw.max_sessions, "--max-sessions", 1)?
             .unwrap_or(limits::MAX_SESSIONS),
+        max_tenants: count(&raw.max_tenants, "--max-tenants", 1)?.unwrap_or(limits::MAX_TENANTS),
         session_idle: seconds(&raw.session_idle_timeout, "--session-idle-timeout", true)?
             .unwrap_or(Some(limits::SESSION_IDLE_TIMEOUT)),
         request_timeout: seconds(&raw.request_timeout, "--request-timeout", true)?.flatten(),

@@ -79,6 +79,14 @@ pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// the listener, which accepted sockets inherit on Linux.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Default of `--max-tenants`: children of one `headerToEnv` server at once (one per distinct
+/// set of mapped header values). A new tenant beyond it evicts the least recently used idle
+/// one, or gets 503 when none is idle.
+pub const MAX_TENANTS: usize = 16;
+
+/// A tenant child with no session for this long is stopped (its next request starts a new one).
+pub const TENANT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
 /// How often sessions and requests are checked against their timeouts.
 pub const REAPER_TICK: Duration = Duration::from_secs(1);
 

@@ -19,7 +19,7 @@ pub fn init(level: LevelFilter) {
 }
 
 /// A value that must never reach a log line: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret<T>(pub T);
 
 impl<T> Secret<T> {

@@ -21,6 +21,7 @@
 pub mod session;
 pub mod stream;
 
+mod pool;
 mod route;
 mod supervise;
 
@@ -38,6 +39,7 @@ use crate::child::{ChildProcess, LineSink};
 use crate::config::ServerSpec;
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
+pub use pool::Pool;
 use session::AttachError;
 pub use session::{Reply, Session, SessionId};
 pub use stream::{EventId, Offer, Outbound, StreamTx};
@@ -239,11 +241,6 @@ impl Mux {
         // A panic while holding the lock is a bug of ours; the state is still consistent
         // enough to keep serving the other sessions, so take it anyway.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The server of `command_or_url`, served at the root paths.
-    pub fn is_default(&self) -> bool {
-        self.spec.name.is_none()
     }
 
     pub fn status(&self) -> Status {

@@ -10,6 +10,7 @@
 //! This module parses no JSON; `streamable` and `sse` do, through `jsonrpc::Envelope`.
 
 mod auth;
+mod backend;
 mod guard;
 mod respond;
 mod sse;
@@ -32,12 +33,13 @@ use crate::limits;
 use crate::mux::{Mux, MuxOptions, Refused};
 use crate::shutdown::Shutdown;
 use auth::Auth;
+use backend::Backend;
 use guard::{Guard, Verdict};
 use respond::Extra;
 
 /// Everything a request handler reads. Immutable once serving, but for the counters.
 pub struct App {
-    servers: Vec<Arc<Mux>>,
+    servers: Vec<Backend>,
     default: Option<usize>,
     named: HashMap<String, usize>,
     stateless: bool,
@@ -64,14 +66,21 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
         max_sessions: limits.max_sessions,
         max_message_bytes: limits.max_message_bytes,
     };
-    let servers: Vec<Arc<Mux>> = settings
+    let mut default = None;
+    let mut named = HashMap::new();
+    for (i, spec) in settings.servers.iter().enumerate() {
+        match &spec.name {
+            None => default = Some(i),
+            Some(name) => {
+                named.insert(name.clone(), i);
+            }
+        }
+    }
+    let servers: Vec<Backend> = settings
         .servers
         .into_iter()
-        .map(|spec| Mux::new(spec, options))
+        .map(|spec| Backend::new(spec, options, limits.max_tenants))
         .collect();
-    for mux in &servers {
-        mux.start();
-    }
     let (listener, addr) = bind(&settings.host, settings.port, limits.http_timeout)?;
     let http = tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Bind {
         addr: addr.to_string(),
@@ -79,15 +88,6 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
     })?;
     let http = Arc::new(http);
 
-    let mut default = None;
-    let mut named = HashMap::new();
-    for (i, mux) in servers.iter().enumerate() {
-        if mux.is_default() {
-            default = Some(i);
-        } else {
-            named.insert(mux.label.clone(), i);
-        }
-    }
     let app = Arc::new(App {
         guard: Guard::new(
             settings.allow_origins,
@@ -127,12 +127,12 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
 
     info!("shutting down: stopping {} server(s)", app.servers.len());
     thread::scope(|scope| {
-        for mux in &app.servers {
+        for backend in &app.servers {
             let stopping = thread::Builder::new()
                 .name("stop".into())
-                .spawn_scoped(scope, move || mux.stop());
+                .spawn_scoped(scope, move || backend.stop());
             if stopping.is_err() {
-                mux.stop(); // no thread to spare: stop this one here, in turn.
+                backend.stop(); // no thread to spare: stop this one here, in turn.
             }
         }
     });
@@ -151,8 +151,8 @@ fn start_reaper(app: &Arc<App>) -> Result<thread::JoinHandle<()>, Error> {
                 crossbeam_channel::select! {
                     recv(shutdown) -> _ => return,
                     default(limits::REAPER_TICK) => {
-                        for mux in &app.servers {
-                            mux.reap(app.limits.session_idle, app.limits.request_timeout);
+                        for backend in &app.servers {
+                            backend.reap(app.limits.session_idle, app.limits.request_timeout);
                         }
                     }
                 }
@@ -254,7 +254,7 @@ fn announce(app: &App, addr: SocketAddr) {
     );
     let mut lines = Vec::new();
     if let Some(i) = app.default {
-        lines.push((app.servers[i].label.clone(), base.clone()));
+        lines.push((app.servers[i].label().to_string(), base.clone()));
     }
     let mut named: Vec<_> = app.named.iter().collect();
     named.sort_by_key(|(_, i)| **i);
@@ -302,10 +302,17 @@ fn dispatch(app: &Arc<App>, http: &tiny_http::Server) {
 enum Route {
     Status,
     Health,
-    Mcp(usize),
-    Sse(usize, String),
-    Messages(usize),
+    /// A server's endpoint, by the server's index.
+    Server(usize, Endpoint),
     NotFound,
+}
+
+/// The MCP endpoints every server has.
+enum Endpoint {
+    Mcp,
+    /// With the path prefix of a named server, for the `endpoint` event.
+    Sse(String),
+    Messages,
 }
 
 fn route(app: &App, path: &str) -> Route {
@@ -331,15 +338,16 @@ fn route(app: &App, path: &str) -> Route {
             None => return Route::NotFound,
         },
     };
-    if rest == "/mcp" || rest.starts_with("/mcp/") {
-        Route::Mcp(index)
+    let endpoint = if rest == "/mcp" || rest.starts_with("/mcp/") {
+        Endpoint::Mcp
     } else if rest == "/sse" {
-        Route::Sse(index, prefix)
+        Endpoint::Sse(prefix)
     } else if rest.starts_with("/messages/") {
-        Route::Messages(index)
+        Endpoint::Messages
     } else {
-        Route::NotFound
-    }
+        return Route::NotFound;
+    };
+    Route::Server(index, endpoint)
 }
 
 fn handle(app: &App, rq: Request) {
@@ -391,29 +399,39 @@ fn handle(app: &App, rq: Request) {
             &headers,
         );
     }
-    match route {
-        Route::Status => status::handle(app, rq, &extra),
-        Route::Health => status::health(app, rq, &extra),
-        Route::Mcp(i) => {
+    let (index, endpoint) = match route {
+        Route::Status => return status::handle(app, rq, &extra),
+        Route::Health => return status::health(app, rq, &extra),
+        Route::NotFound => return respond::text(rq, 404, "Not Found", &extra),
+        Route::Server(index, endpoint) => (index, endpoint),
+    };
+    match endpoint {
+        Endpoint::Sse(_) if !matches!(rq.method(), Method::Get | Method::Head) => {
+            return method_not_allowed(rq, "GET, HEAD", &extra);
+        }
+        Endpoint::Messages if *rq.method() != Method::Post => {
+            return method_not_allowed(rq, "POST", &extra);
+        }
+        _ => {}
+    }
+    let mux = match app.servers[index].mux_for(&rq) {
+        Ok(mux) => mux,
+        Err(refused) => {
+            let message = refused.to_string();
+            let code = crate::jsonrpc::error::SERVER_UNAVAILABLE;
+            return respond::rpc_error(rq, status_of(&refused), code, &message, &extra);
+        }
+    };
+    match endpoint {
+        Endpoint::Mcp => {
             app.touch();
-            streamable::handle(app, &app.servers[i], rq, &extra)
+            streamable::handle(app, &mux, rq, &extra)
         }
-        Route::Sse(i, prefix) => {
-            if matches!(rq.method(), Method::Get | Method::Head) {
-                app.touch();
-                sse::stream(app, &app.servers[i], rq, &prefix, &extra)
-            } else {
-                method_not_allowed(rq, "GET, HEAD", &extra)
-            }
+        Endpoint::Sse(prefix) => {
+            app.touch();
+            sse::stream(app, &mux, rq, &prefix, &extra)
         }
-        Route::Messages(i) => {
-            if *rq.method() == Method::Post {
-                sse::post(app, &app.servers[i], rq, query, &extra)
-            } else {
-                method_not_allowed(rq, "POST", &extra)
-            }
-        }
-        Route::NotFound => respond::text(rq, 404, "Not Found", &extra),
+        Endpoint::Messages => sse::post(app, &mux, rq, query, &extra),
     }
 }
 

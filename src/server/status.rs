@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 use tiny_http::{Method, Request};
 
 use super::App;
+use super::backend::Backend;
 use super::respond::{self, Extra};
-use crate::mux::Status;
+use crate::mux::{Mux, Status};
 
 pub fn handle(app: &App, rq: Request, extra: &Extra) {
     if !matches!(rq.method(), Method::Get | Method::Head) {
@@ -24,22 +25,31 @@ pub fn handle(app: &App, rq: Request, extra: &Extra) {
 fn body(app: &App) -> Value {
     let mut instances = Map::new();
     let mut servers = Map::new();
-    for mux in &app.servers {
-        let status = mux.status();
-        let health = mux.health();
-        instances.insert(mux.label.clone(), json!(status.name()));
-        servers.insert(
-            mux.label.clone(),
-            json!({
-                "state": status.name(),
-                "pid": mux.pid(),
-                "restarts": health.restarts,
-                "last_exit": health.last_exit,
-                "last_error": health.last_error,
-                "sessions": mux.session_count(),
-                "in_flight": mux.in_flight(),
-            }),
-        );
+    for backend in &app.servers {
+        let label = backend.label().to_string();
+        let (state, detail) = match backend {
+            Backend::Shared(mux) => (mux.status().name(), child(mux)),
+            Backend::PerTenant(_) => {
+                // Tenants are named by number only: their header values are secrets.
+                let tenants: Vec<Value> = backend
+                    .children()
+                    .into_iter()
+                    .map(|(n, mux)| {
+                        let mut v = child(&mux);
+                        v["tenant"] = json!(n);
+                        v
+                    })
+                    .collect();
+                let state = if tenants.iter().all(|t| t["state"] == "running") {
+                    "running"
+                } else {
+                    "degraded"
+                };
+                (state, json!({"state": state, "tenants": tenants}))
+            }
+        };
+        instances.insert(label.clone(), json!(state));
+        servers.insert(label, detail);
     }
     json!({
         "api_last_activity": iso8601(app.last_activity.load(Ordering::Relaxed)),
@@ -49,7 +59,22 @@ fn body(app: &App) -> Value {
     })
 }
 
-/// `GET /health`: 200 when every server is running, 503 otherwise (for supervisors and load
+/// What one child is doing.
+fn child(mux: &Mux) -> Value {
+    let status = mux.status();
+    let health = mux.health();
+    json!({
+        "state": status.name(),
+        "pid": mux.pid(),
+        "restarts": health.restarts,
+        "last_exit": health.last_exit,
+        "last_error": health.last_error,
+        "sessions": mux.session_count(),
+        "in_flight": mux.in_flight(),
+    })
+}
+
+/// `GET /health`: 200 when every child is running, 503 otherwise (for supervisors and load
 /// balancers); the body names each server's state.
 pub fn health(app: &App, rq: Request, extra: &Extra) {
     if !matches!(rq.method(), Method::Get | Method::Head) {
@@ -59,10 +84,18 @@ pub fn health(app: &App, rq: Request, extra: &Extra) {
     }
     let mut servers = Map::new();
     let mut healthy = true;
-    for mux in &app.servers {
-        let status = mux.status();
-        healthy &= status == Status::Running;
-        servers.insert(mux.label.clone(), json!(status.name()));
+    for backend in &app.servers {
+        let children = backend.children();
+        let running = children
+            .iter()
+            .all(|(_, mux)| mux.status() == Status::Running);
+        healthy &= running;
+        let state = match (backend, children.first()) {
+            (Backend::Shared(_), Some((_, mux))) => mux.status().name(),
+            _ if running => "running",
+            _ => "degraded",
+        };
+        servers.insert(backend.label().to_string(), json!(state));
     }
     let body = json!({"status": if healthy { "ok" } else { "unavailable" }, "servers": servers});
     respond::json(

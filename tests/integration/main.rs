@@ -11,3 +11,4 @@ mod named;
 mod security;
 mod server_sse;
 mod server_streamable;
+mod tenants;
