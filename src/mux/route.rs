@@ -252,12 +252,8 @@ impl Mux {
                 *count == 1
             }
         };
-        if forward {
-            return self.forward_request(session, text, env, reply, Some(uri));
-        }
-        let id = env.id.expect("requests have ids").get();
-        self.answer(session, &reply, jsonrpc::result(id, "{}"));
-        Ok(())
+        let subscribing = Some(uri);
+        self.forward_or_acknowledge(forward, session, text, env, reply, subscribing)
     }
 
     fn unsubscribe(
@@ -281,8 +277,22 @@ impl Mux {
                 !state.subscriptions.contains_key(&uri)
             }
         };
+        self.forward_or_acknowledge(forward, session, text, env, reply, None)
+    }
+
+    /// Sends a (un)subscribe on to the child, or answers it `{}` here when the child's state
+    /// already is what the client asks for.
+    fn forward_or_acknowledge(
+        &self,
+        forward: bool,
+        session: SessionId,
+        text: &str,
+        env: &Envelope<'_>,
+        reply: Reply,
+        subscribing: Option<String>,
+    ) -> Result<(), Refused> {
         if forward {
-            return self.forward_request(session, text, env, reply, None);
+            return self.forward_request(session, text, env, reply, subscribing);
         }
         let id = env.id.expect("requests have ids").get();
         self.answer(session, &reply, jsonrpc::result(id, "{}"));

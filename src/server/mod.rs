@@ -416,11 +416,7 @@ fn handle(app: &App, rq: Request) {
     }
     let mux = match app.servers[index].mux_for(&rq) {
         Ok(mux) => mux,
-        Err(refused) => {
-            let message = refused.to_string();
-            let code = crate::jsonrpc::error::SERVER_UNAVAILABLE;
-            return respond::rpc_error(rq, status_of(&refused), code, &message, &extra);
-        }
+        Err(refused) => return refuse(rq, &refused, &extra),
     };
     match endpoint {
         Endpoint::Mcp => {
@@ -444,6 +440,19 @@ fn method_not_allowed(rq: Request, allow: &str, extra: &Extra) {
 /// Waits (bounded) for a server still starting; `Err` answers 503 for a server that failed.
 fn ready(mux: &Mux) -> Result<(), Refused> {
     mux.wait_ready(limits::CHILD_INIT_TIMEOUT)
+}
+
+/// Answers a refusal of the mux: its HTTP status, and a JSON-RPC error body.
+fn refuse(rq: Request, refused: &Refused, extra: &[tiny_http::Header]) {
+    let code = match refused {
+        Refused::UnknownSession | Refused::StreamAlreadyOpen => {
+            crate::jsonrpc::error::INVALID_REQUEST
+        }
+        Refused::Unavailable(_) | Refused::Busy | Refused::TooManySessions => {
+            crate::jsonrpc::error::SERVER_UNAVAILABLE
+        }
+    };
+    respond::rpc_error(rq, status_of(refused), code, &refused.to_string(), extra);
 }
 
 /// The HTTP status for a refusal of the mux.

@@ -12,7 +12,7 @@ use tiny_http::{Method, Request};
 
 use super::respond::{self, BodyError, Extra, SseStream, request_header};
 use super::streamable::pump_stream;
-use super::{App, ready, status_of};
+use super::{App, ready, refuse, status_of};
 use crate::jsonrpc::{Envelope, Kind, error as rpc};
 use crate::limits;
 use crate::mux::{Mux, SessionId, StreamTx};
@@ -35,16 +35,7 @@ pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
     let session = match mux.open_session(Some(tx)) {
         Ok(id) => id,
-        Err(refused) => {
-            let status = status_of(&refused);
-            return respond::rpc_error(
-                rq,
-                status,
-                rpc::SERVER_UNAVAILABLE,
-                &refused.to_string(),
-                extra,
-            );
-        }
+        Err(refused) => return refuse(rq, &refused, extra),
     };
     let open = app.active_sse.fetch_add(1, Ordering::Relaxed) + 1;
     info!(

@@ -11,7 +11,7 @@ use log::debug;
 use tiny_http::{Method, Request};
 
 use super::respond::{self, BodyError, Extra, SseStream, header, request_header};
-use super::{App, ready, status_of};
+use super::{App, ready, refuse, status_of};
 use crate::jsonrpc::{self, Envelope, Kind, error as rpc};
 use crate::limits;
 use crate::mux::{EventId, Mux, Outbound, Reply, SessionId, StreamTx};
@@ -183,16 +183,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     let (session, transient) = if app.stateless || (is_initialize && !has_header) {
         match mux.open_session(None) {
             Ok(id) => (id, app.stateless),
-            Err(refused) => {
-                let status = status_of(&refused);
-                return respond::rpc_error(
-                    rq,
-                    status,
-                    rpc::SERVER_UNAVAILABLE,
-                    &refused.to_string(),
-                    extra,
-                );
-            }
+            Err(refused) => return refuse(rq, &refused, extra),
         }
     } else {
         match session_of(&rq, mux) {
@@ -210,13 +201,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     if env.kind != Kind::Request {
         match mux.client_message(session, &text, &env, None) {
             Ok(()) => respond::empty(rq, 202, &headers),
-            Err(refused) => respond::rpc_error(
-                rq,
-                status_of(&refused),
-                rpc::SERVER_UNAVAILABLE,
-                &refused.to_string(),
-                &headers,
-            ),
+            Err(refused) => refuse(rq, &refused, &headers),
         }
         if transient {
             mux.close_session(session, "stateless request done");
@@ -230,16 +215,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     let reply = if stream {
         match mux.open_reply_stream(session, tx.clone()) {
             Ok(reply) => reply,
-            Err(refused) => {
-                let message = refused.to_string();
-                return respond::rpc_error(
-                    rq,
-                    status_of(&refused),
-                    rpc::INVALID_REQUEST,
-                    &message,
-                    &headers,
-                );
-            }
+            Err(refused) => return refuse(rq, &refused, &headers),
         }
     } else {
         Reply::Direct {
@@ -306,16 +282,7 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
     let number = match mux.attach_get(session, tx.clone(), last_event) {
         Ok(number) => number,
-        Err(refused) => {
-            let message = refused.to_string();
-            return respond::rpc_error(
-                rq,
-                status_of(&refused),
-                rpc::INVALID_REQUEST,
-                &message,
-                extra,
-            );
-        }
+        Err(refused) => return refuse(rq, &refused, extra),
     };
     debug!("session {session}: GET on stream {number} (after {last_event:?})");
     if let Ok(mut sse) = SseStream::start(rq, extra)
