@@ -87,6 +87,10 @@ pub const MAX_TENANTS: usize = 16;
 /// A tenant child with no session for this long is stopped (its next request starts a new one).
 pub const TENANT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
+/// How long a 2026-07-28 request that needs the client's input (an `InputRequiredResult`)
+/// waits for the client's retry before it is cancelled at the child.
+pub const PARKED_INPUT_TTL: Duration = Duration::from_secs(10 * 60);
+
 /// How often sessions and requests are checked against their timeouts.
 pub const REAPER_TICK: Duration = Duration::from_secs(1);
 

@@ -7,6 +7,7 @@ mod child;
 mod cli;
 mod client;
 mod config;
+mod encoding;
 mod error;
 mod framing;
 mod jsonrpc;

@@ -24,6 +24,8 @@ pub struct Envelope<'a> {
     pub id: Option<&'a RawValue>,
     pub method: Option<Cow<'a, str>>,
     pub params: Option<&'a RawValue>,
+    /// The raw `result` member of a response.
+    pub result: Option<&'a RawValue>,
     /// The raw `error` member of a response.
     pub error: Option<&'a RawValue>,
 }
@@ -117,6 +119,7 @@ impl<'a> Envelope<'a> {
             id: raw.id,
             method: raw.method,
             params: raw.params,
+            result: raw.result,
             error: raw.error,
         })
     }

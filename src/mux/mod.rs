@@ -21,6 +21,7 @@
 pub mod session;
 pub mod stream;
 
+mod modern;
 mod pool;
 mod route;
 mod supervise;
@@ -39,6 +40,7 @@ use crate::child::{ChildProcess, LineSink};
 use crate::config::ServerSpec;
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
+pub use modern::{ListenFilter, MODERN_VERSIONS};
 pub use pool::Pool;
 use session::AttachError;
 pub use session::{Reply, Session, SessionId};
@@ -120,6 +122,10 @@ struct ClientRequest {
     subscribing: Option<String>,
     /// For `--request-timeout`.
     sent_at: Instant,
+    /// The request's method (a parked request is resumed only by a retry of the same method).
+    method: Box<str>,
+    /// While the request waits for a modern client's input: its `requestState`.
+    parked: Option<String>,
 }
 
 /// What `/status` tells about a server's supervision.
@@ -149,6 +155,10 @@ struct State {
     subscriptions: HashMap<String, usize>,
     /// The level last sent to the child with `logging/setLevel`.
     child_log_level: Option<u8>,
+    /// Modern requests waiting for their client's input, by `requestState`.
+    parked: HashMap<String, modern::Parked>,
+    /// Numbers the keys of input requests.
+    next_input: u64,
 }
 
 /// The caps a mux enforces (from the command line).
@@ -227,6 +237,8 @@ impl Mux {
                 child_requests: HashMap::new(),
                 subscriptions: HashMap::new(),
                 child_log_level: None,
+                parked: HashMap::new(),
+                next_input: 0,
             }),
             status_changed: Condvar::new(),
             next_id: AtomicU64::new(0),
@@ -470,6 +482,7 @@ impl Mux {
             let secs = session_idle.map_or(0, |d| d.as_secs());
             self.close_session(id, &format!("idle for {secs} s"));
         }
+        self.expire_parked(now, limits::PARKED_INPUT_TTL);
     }
 
     // ---- plumbing --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ use std::time::Instant;
 use log::{debug, warn};
 use serde_json::Value;
 
+use super::modern;
 use super::session::{self, ClientCaps, Reply, SessionId};
 use super::stream::Outbound;
 use super::{
@@ -108,6 +109,8 @@ impl Mux {
                     reply,
                     subscribing,
                     sent_at: Instant::now(),
+                    method: env.method().into(),
+                    parked: None,
                 }),
             );
             to_child
@@ -204,7 +207,12 @@ impl Mux {
                 return Some(Err(Refused::UnknownSession));
             };
             s.log_level = Some(rank);
-            let most_verbose = state.sessions.values().filter_map(|s| s.log_level).min();
+            let most_verbose = state
+                .sessions
+                .values()
+                .filter(|s| !s.modern)
+                .filter_map(|s| s.log_level)
+                .min();
             if most_verbose != state.child_log_level {
                 state.child_log_level = most_verbose;
                 let proxy_id = self.next_id();
@@ -421,6 +429,11 @@ impl Mux {
             }
         }
         match pending {
+            Some(Pending::Client(request)) if request.parked.is_some() => {
+                // Its client waits to retry with input it was asked for: keep it for the retry.
+                let token = request.parked.as_deref().expect("checked");
+                modern::keep_response(&mut state, token, line);
+            }
             Some(Pending::Client(request)) => {
                 let text = envelope::with_id(line, env, &request.id);
                 debug!(
@@ -468,7 +481,16 @@ impl Mux {
             let mut state = self.lock();
             let target = pick_session_for(&state, method);
             match target {
-                Some((session, reply)) => {
+                Some(Target::Input(proxy_id)) => {
+                    let session = match state.pending.get(&proxy_id) {
+                        Some(Pending::Client(r)) => Some(r.session),
+                        _ => None,
+                    };
+                    let params = env.params.map(|p| p.get());
+                    let asked = modern::ask_for_input(&mut state, proxy_id, raw_id, method, params);
+                    session.filter(|_| asked)
+                }
+                Some(Target::Session(session, reply)) => {
                     state.child_requests.insert(canonical_id(raw_id), session);
                     let sent = match reply {
                         Some(reply) => {
@@ -529,6 +551,7 @@ impl Mux {
                     return;
                 };
                 let message: Arc<str> = line.into();
+                let raw_uri = env.param("uri").map_or("null", |u| u.get());
                 let mut state = self.lock();
                 let targets: Vec<SessionId> = state
                     .sessions
@@ -537,7 +560,9 @@ impl Mux {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in targets {
-                    deliver_to_session(&mut state, id, message.clone());
+                    if !notify_listener(&mut state, id, env.method(), Some(raw_uri)) {
+                        deliver_to_session(&mut state, id, message.clone());
+                    }
                 }
             }
             "notifications/cancelled" => {
@@ -551,12 +576,16 @@ impl Mux {
                     deliver_to_session(&mut state, session, line.into());
                 }
             }
-            _ => {
+            method => {
+                // list_changed and anything else: every handshake session; a modern client
+                // only on a listen stream that opted in to it.
                 let message: Arc<str> = line.into();
                 let mut state = self.lock();
                 let targets: Vec<SessionId> = state.sessions.keys().copied().collect();
                 for id in targets {
-                    deliver_to_session(&mut state, id, message.clone());
+                    if !notify_listener(&mut state, id, method, None) {
+                        deliver_to_session(&mut state, id, message.clone());
+                    }
                 }
             }
         }
@@ -599,29 +628,43 @@ impl Mux {
 /// The session that should receive a request of the child: the one whose request went to the
 /// child most recently and whose client accepts `method`, with the stream to use (`None`: the
 /// session's own stream). Falls back to any such session with a stream open.
-fn pick_session_for(state: &State, method: &str) -> Option<(SessionId, Option<Reply>)> {
-    for pending in state.pending.values().rev() {
+fn pick_session_for(state: &State, method: &str) -> Option<Target> {
+    for (proxy_id, pending) in state.pending.iter().rev() {
         let Pending::Client(request) = pending else {
             continue;
         };
         let Some(session) = state.sessions.get(&request.session) else {
             continue;
         };
-        if !session.initialized || !session.caps.accepts(method) {
+        if !session.initialized || !session.caps.accepts(method) || request.parked.is_some() {
             continue;
         }
+        if session.modern {
+            return Some(Target::Input(*proxy_id));
+        }
         if request.reply.carries_related() {
-            return Some((request.session, Some(request.reply.clone())));
+            return Some(Target::Session(
+                request.session,
+                Some(request.reply.clone()),
+            ));
         }
         if session.has_live_stream() {
-            return Some((request.session, None));
+            return Some(Target::Session(request.session, None));
         }
     }
     state
         .sessions
         .iter()
         .find(|(_, s)| s.initialized && s.caps.accepts(method) && s.has_live_stream())
-        .map(|(id, _)| (*id, None))
+        .map(|(id, _)| Target::Session(*id, None))
+}
+
+/// Who answers a request of the child.
+enum Target {
+    /// A session, on the given reply stream (`None`: the session's own stream).
+    Session(SessionId, Option<Reply>),
+    /// A modern client: the request becomes an input request of its request `proxy_id`.
+    Input(u64),
 }
 
 /// Delivers a message meant for a session as a whole: on the stream of its most recent request
@@ -631,6 +674,9 @@ pub(super) fn deliver_to_session(state: &mut State, id: SessionId, message: Arc<
     let Some(session) = state.sessions.get(&id) else {
         return;
     };
+    if session.modern && session.listen.is_some() {
+        return; // a listen stream carries only what `notify_listener` tags for it
+    }
     let newest =
         session
             .in_flight
@@ -648,4 +694,33 @@ pub(super) fn deliver_to_session(state: &mut State, id: SessionId, message: Arc<
     if let Some(session) = state.sessions.get_mut(&id) {
         session.deliver_unrelated(id, message);
     }
+}
+
+/// Delivers a change notification to session `id` if it is a modern client's listen stream
+/// (tagged with its subscription id, when it opted in to `method`). True when the session is a
+/// modern one, whether or not it wanted the notification: modern sessions get change
+/// notifications on listen streams only.
+fn notify_listener(state: &mut State, id: SessionId, method: &str, uri: Option<&str>) -> bool {
+    let Some(session) = state.sessions.get(&id) else {
+        return true;
+    };
+    if !session.modern {
+        return false;
+    }
+    let Some(listen) = &session.listen else {
+        return true;
+    };
+    let wanted = match method {
+        "notifications/tools/list_changed" => listen.tools,
+        "notifications/prompts/list_changed" => listen.prompts,
+        "notifications/resources/list_changed" => listen.resources,
+        "notifications/resources/updated" => uri.is_some(),
+        _ => false,
+    };
+    if wanted {
+        let message = modern::tagged(method, uri, &listen.id);
+        let reply = listen.reply.clone();
+        state.deliver_reply(id, &reply, Outbound::message(message));
+    }
+    true
 }

@@ -100,6 +100,20 @@ pub struct Session {
     pub in_flight: HashMap<String, u64>,
     /// When the client last sent something or opened a stream.
     pub last_used: Instant,
+    /// A 2026-07-28 request (stateless: one request, one session), not a handshake session.
+    pub modern: bool,
+    /// A 2026-07-28 `subscriptions/listen` stream this session holds open.
+    pub listen: Option<Listen>,
+}
+
+/// What a `subscriptions/listen` request opted in to, and where its notifications go.
+pub struct Listen {
+    /// The listen request's id, raw JSON: the `io.modelcontextprotocol/subscriptionId`.
+    pub id: Box<str>,
+    pub reply: Reply,
+    pub tools: bool,
+    pub prompts: bool,
+    pub resources: bool,
 }
 
 /// Why a stream could not be attached.
@@ -125,7 +139,20 @@ impl Session {
             subscriptions: HashSet::new(),
             in_flight: HashMap::new(),
             last_used: Instant::now(),
+            modern: false,
+            listen: None,
         }
+    }
+
+    /// A session for one 2026-07-28 request, with the capabilities and log level its `_meta`
+    /// declares (no log level: no log messages at all, as that revision requires).
+    pub fn modern(caps: ClientCaps, log_level: Option<u8>) -> Session {
+        let mut s = Session::new(None);
+        s.modern = true;
+        s.initialized = true;
+        s.caps = caps;
+        s.log_level = Some(log_level.unwrap_or(NO_LOGS));
+        s
     }
 
     /// The reply that goes to the legacy SSE stream.
@@ -185,6 +212,9 @@ impl Session {
     /// Delivers a message not tied to a request of this session: on the legacy stream, or
     /// on the GET stream (buffered until a GET connection takes it).
     pub fn deliver_unrelated(&mut self, id: SessionId, message: Arc<str>) {
+        if self.modern {
+            return; // a 2026-07-28 client gets unrelated messages only on a listen stream
+        }
         if self.legacy {
             if let Some(stream) = &self.legacy_stream {
                 match stream.offer(Outbound::message(message)) {
@@ -282,11 +312,15 @@ impl Session {
     /// Whether `message` passes this session's `logging/setLevel`.
     pub fn wants_log(&self, level: Option<&str>) -> bool {
         match (self.log_level, level.and_then(log_rank)) {
+            (Some(NO_LOGS), _) => false,
             (Some(min), Some(rank)) => rank >= min,
             _ => true,
         }
     }
 }
+
+/// A log level above every real one: the session wants no log messages.
+pub const NO_LOGS: u8 = u8::MAX;
 
 /// The MCP (syslog) severity order.
 pub fn log_rank(level: &str) -> Option<u8> {

@@ -12,6 +12,7 @@
 mod auth;
 mod backend;
 mod guard;
+mod modern;
 mod respond;
 mod sse;
 mod status;

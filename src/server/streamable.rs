@@ -11,14 +11,18 @@ use log::debug;
 use tiny_http::{Method, Request};
 
 use super::respond::{self, BodyError, Extra, SseStream, header, request_header};
-use super::{App, ready, refuse, status_of};
+use super::{App, modern, ready, refuse, status_of};
 use crate::jsonrpc::{self, Envelope, Kind, error as rpc};
 use crate::limits;
 use crate::mux::{EventId, Mux, Outbound, Reply, SessionId, StreamTx};
 
 pub fn handle(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
+    let modern_client = request_header(&rq, "MCP-Protocol-Version")
+        .is_some_and(|v| modern::is_modern_version(v.trim()));
     match rq.method() {
         Method::Post => post(app, mux, rq, extra),
+        // 2026-07-28 has neither the GET stream nor sessions to delete.
+        Method::Get | Method::Delete if modern_client => not_allowed(rq, "POST", extra),
         Method::Get if !app.stateless => get(app, mux, rq, extra),
         Method::Delete if !app.stateless => delete(mux, rq, extra),
         Method::Get | Method::Delete => not_allowed(rq, "POST", extra),
@@ -120,15 +124,6 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
             extra,
         );
     }
-    if let Some(version) = request_header(&rq, "MCP-Protocol-Version")
-        && !jsonrpc::SUPPORTED_VERSIONS.contains(&version.trim())
-    {
-        let message = format!(
-            "Bad Request: Unsupported protocol version: {version}. Supported versions: {}",
-            jsonrpc::SUPPORTED_VERSIONS.join(", ")
-        );
-        return respond::rpc_error(rq, 400, rpc::INVALID_REQUEST, &message, extra);
-    }
     let body = match respond::read_body(&mut rq, app.limits.max_message_bytes) {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -175,6 +170,18 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
             &refused.to_string(),
             extra,
         );
+    }
+    if modern::is_modern(&rq, &env) {
+        return modern::post(app, mux, rq, &text, &env, extra);
+    }
+    if let Some(version) = request_header(&rq, "MCP-Protocol-Version")
+        && !jsonrpc::SUPPORTED_VERSIONS.contains(&version.trim())
+    {
+        let message = format!(
+            "Bad Request: Unsupported protocol version: {version}. Supported versions: {}",
+            modern::all_versions().join(", ")
+        );
+        return respond::rpc_error(rq, 400, rpc::INVALID_REQUEST, &message, extra);
     }
 
     // Which session: a new one for `initialize` (or every message when stateless).

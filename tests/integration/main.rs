@@ -7,6 +7,7 @@ mod cli;
 mod client_mode;
 mod lifecycle;
 mod limits;
+mod modern;
 mod named;
 mod security;
 mod server_sse;

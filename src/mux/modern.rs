@@ -1,0 +1,426 @@
+//! The 2026-07-28 era ("modern", stateless) served from a child of either era:
+//! 1. each modern request is a session of its own, with the capabilities and log level its
+//!    `_meta` declares;
+//! 2. `server/discover` is answered from the child's cached handshake;
+//! 3. a request the child sends to the client during a modern request (sampling, elicitation,
+//!    roots) ends that request with an `InputRequiredResult` (SEP-2322, MRTR): the child's
+//!    request stays open, parked under an unguessable `requestState`; the client's retry
+//!    carries the answers, which go to the child, and the retry takes over the original
+//!    request, so its response reaches the retry;
+//! 4. `subscriptions/listen` holds a stream open for the change notifications the client
+//!    opted in to, each tagged with the subscription's id.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use serde_json::Value;
+
+use super::session::{ClientCaps, Listen, Reply, Session, SessionId};
+use super::stream::Outbound;
+use super::{Mux, Pending, Refused, State, canonical_id};
+use crate::jsonrpc::envelope::{Envelope, param_of};
+use crate::jsonrpc::{self, error as rpc};
+
+/// The protocol versions of the modern era we speak.
+pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
+
+/// One request of the child waiting for the client's answer.
+pub struct Input {
+    /// Its key in `inputRequests` / `inputResponses`.
+    key: String,
+    /// The child's id for it, raw JSON.
+    child_id: Box<str>,
+    method: String,
+    /// Raw JSON of its params (`{}` when it had none).
+    params: Box<str>,
+}
+
+/// A client request the child is still working on, whose HTTP request has ended with an
+/// `InputRequiredResult`; resumed by the retry that brings back `requestState`.
+pub struct Parked {
+    proxy_id: u64,
+    method: Box<str>,
+    /// The inputs the client was asked for, answered by the retry.
+    asked: Vec<Input>,
+    /// Inputs the child asked for after the `InputRequiredResult` went out: the next round.
+    queued: Vec<Input>,
+    /// The child's response, when it came while the request was parked.
+    response: Option<String>,
+    parked_at: Instant,
+}
+
+/// What a `subscriptions/listen` request asks for.
+pub struct ListenFilter {
+    pub tools: bool,
+    pub prompts: bool,
+    pub resources: bool,
+    pub resource_uris: Vec<String>,
+}
+
+impl Mux {
+    /// Opens the session of one modern request.
+    pub fn open_modern_session(
+        &self,
+        caps: ClientCaps,
+        log_level: Option<u8>,
+    ) -> Result<SessionId, Refused> {
+        self.check_running()?;
+        let mut state = self.lock();
+        if state.sessions.len() >= self.options.max_sessions {
+            return Err(Refused::TooManySessions);
+        }
+        let id = SessionId::random();
+        state.sessions.insert(id, Session::modern(caps, log_level));
+        Ok(id)
+    }
+
+    /// The `server/discover` result, from the child's handshake.
+    pub fn discover(&self, id: &str) -> Result<String, Refused> {
+        let init = self
+            .lock()
+            .init
+            .clone()
+            .ok_or_else(|| Refused::Unavailable("not initialized".into()))?;
+        let mut versions: Vec<&str> = MODERN_VERSIONS.to_vec();
+        versions.extend(jsonrpc::SUPPORTED_VERSIONS.iter().rev());
+        let mut result = serde_json::Map::new();
+        result.insert("resultType".into(), "complete".into());
+        result.insert("supportedVersions".into(), versions.into());
+        let capabilities = init.result.get("capabilities").cloned();
+        result.insert(
+            "capabilities".into(),
+            capabilities.unwrap_or_else(|| Value::Object(Default::default())),
+        );
+        if let Some(instructions) = init.result.get("instructions") {
+            result.insert("instructions".into(), instructions.clone());
+        }
+        result.insert("ttlMs".into(), 0.into());
+        result.insert("cacheScope".into(), "private".into());
+        if let Some(info) = init.result.get("serverInfo") {
+            let meta = serde_json::json!({ "io.modelcontextprotocol/serverInfo": info });
+            result.insert("_meta".into(), meta);
+        }
+        let body = serde_json::to_string(&result).expect("a Map always serialises");
+        Ok(jsonrpc::result(id, &body))
+    }
+
+    /// The child's `serverInfo`, raw JSON, for results' `_meta`.
+    pub fn server_info(&self) -> Option<String> {
+        let init = self.lock().init.clone()?;
+        init.result.get("serverInfo").map(Value::to_string)
+    }
+
+    /// Opens a `subscriptions/listen` stream on `session`: acknowledges what the child can
+    /// deliver, subscribes the child to the resources asked for.
+    pub fn listen(
+        &self,
+        session: SessionId,
+        id: &str,
+        filter: ListenFilter,
+        reply: Reply,
+    ) -> Result<(), Refused> {
+        let mut subscribe = Vec::new();
+        {
+            let mut state = self.lock();
+            let caps = state
+                .init
+                .as_ref()
+                .and_then(|i| i.result.get("capabilities").cloned())
+                .unwrap_or_default();
+            let declared = |kind: &str, flag: &str| {
+                caps.get(kind)
+                    .and_then(|k| k.get(flag))
+                    .and_then(Value::as_bool)
+                    == Some(true)
+            };
+            let tools = filter.tools && declared("tools", "listChanged");
+            let prompts = filter.prompts && declared("prompts", "listChanged");
+            let resources = filter.resources && declared("resources", "listChanged");
+            let uris: Vec<String> = if declared("resources", "subscribe") {
+                filter.resource_uris
+            } else {
+                Vec::new()
+            };
+            let mut acknowledged = serde_json::Map::new();
+            for (name, on) in [
+                ("toolsListChanged", tools),
+                ("promptsListChanged", prompts),
+                ("resourcesListChanged", resources),
+            ] {
+                if on {
+                    acknowledged.insert(name.into(), true.into());
+                }
+            }
+            if !uris.is_empty() {
+                acknowledged.insert("resourceSubscriptions".into(), uris.clone().into());
+            }
+            for uri in &uris {
+                let s = state
+                    .sessions
+                    .get_mut(&session)
+                    .ok_or(Refused::UnknownSession)?;
+                if s.subscriptions.insert(uri.clone()) {
+                    let count = state.subscriptions.entry(uri.clone()).or_insert(0);
+                    *count += 1;
+                    if *count == 1 {
+                        subscribe.push(uri.clone());
+                    }
+                }
+            }
+            let s = state
+                .sessions
+                .get_mut(&session)
+                .ok_or(Refused::UnknownSession)?;
+            s.listen = Some(Listen {
+                id: id.into(),
+                reply: reply.clone(),
+                tools,
+                prompts,
+                resources,
+            });
+            let params = format!(
+                r#"{{"notifications":{},"_meta":{{"io.modelcontextprotocol/subscriptionId":{id}}}}}"#,
+                Value::Object(acknowledged)
+            );
+            let ack = jsonrpc::notification("notifications/subscriptions/acknowledged", &params);
+            state.deliver_reply(session, &reply, Outbound::message(ack.into()));
+        }
+        for uri in subscribe {
+            self.fire_and_forget(
+                "resources/subscribe",
+                &format!(r#"{{"uri":{}}}"#, jsonrpc::quote(&uri)),
+            );
+        }
+        Ok(())
+    }
+
+    /// Resumes a parked request with the client's retry (which carries `requestState` and
+    /// `inputResponses`): the answers go to the child, and the retry takes the request over.
+    pub fn resume(
+        &self,
+        session: SessionId,
+        env: &Envelope<'_>,
+        reply: Reply,
+        token: &str,
+    ) -> Result<(), Refused> {
+        let retry_id = env.id.expect("requests have ids").get();
+        let responses = env.param("inputResponses");
+        let mut to_child = Vec::new();
+        {
+            let mut state = self.lock();
+            let Some(mut parked) = state.parked.remove(token) else {
+                let text = rpc::response(
+                    retry_id,
+                    rpc::INVALID_PARAMS,
+                    "Invalid requestState: unknown, expired or already used",
+                );
+                state.deliver_reply(session, &reply, Outbound::last(text.into()));
+                return Ok(());
+            };
+            if *parked.method != *env.method() {
+                let text = rpc::response(
+                    retry_id,
+                    rpc::INVALID_PARAMS,
+                    "Invalid requestState: it belongs to another method",
+                );
+                state.deliver_reply(session, &reply, Outbound::last(text.into()));
+                state.parked.insert(token.to_string(), parked);
+                return Ok(());
+            }
+            let mut missing = Vec::new();
+            for input in parked.asked.drain(..) {
+                match responses.and_then(|r| param_of(r, &input.key)) {
+                    Some(answer) => {
+                        to_child.push(jsonrpc::result(&input.child_id, answer.get()));
+                    }
+                    None => missing.push(input),
+                }
+            }
+            if !missing.is_empty() {
+                // Ask again for what the retry did not bring (the spec's "missing input").
+                parked.asked = missing;
+                park(&mut state, session, retry_id, &reply, parked);
+            } else if let Some(response) = parked.response.take() {
+                let text = with_raw_id(&response, retry_id);
+                state.deliver_reply(session, &reply, Outbound::last(text.into()));
+            } else {
+                let attached = match state.pending.get_mut(&parked.proxy_id) {
+                    Some(Pending::Client(request)) => {
+                        request.session = session;
+                        request.id = retry_id.into();
+                        request.reply = reply.clone();
+                        request.parked = None;
+                        true
+                    }
+                    _ => false,
+                };
+                if !attached {
+                    let text = rpc::response(
+                        retry_id,
+                        rpc::SERVER_UNAVAILABLE,
+                        "The MCP server no longer runs the request this requestState resumes",
+                    );
+                    state.deliver_reply(session, &reply, Outbound::last(text.into()));
+                } else {
+                    if let Some(s) = state.sessions.get_mut(&session) {
+                        s.in_flight.insert(canonical_id(retry_id), parked.proxy_id);
+                    }
+                    if !parked.queued.is_empty() {
+                        parked.asked = std::mem::take(&mut parked.queued);
+                        park(&mut state, session, retry_id, &reply, parked);
+                    }
+                }
+            }
+        }
+        for line in to_child {
+            self.send_to_child(line)?;
+        }
+        Ok(())
+    }
+
+    /// Parked requests nobody resumed in time: cancelled at the child, whose own requests
+    /// get an error.
+    pub(super) fn expire_parked(&self, now: Instant, ttl: Duration) {
+        let mut to_child = Vec::new();
+        {
+            let mut state = self.lock();
+            let expired: Vec<String> = state
+                .parked
+                .iter()
+                .filter(|(_, p)| now.duration_since(p.parked_at) >= ttl)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for token in expired {
+                let parked = state.parked.remove(&token).expect("listed above");
+                state.pending.remove(&parked.proxy_id);
+                for input in parked.asked.iter().chain(&parked.queued) {
+                    to_child.push(rpc::response(
+                        &input.child_id,
+                        rpc::INTERNAL_ERROR,
+                        "the client never answered (mcp-proxy: input request expired)",
+                    ));
+                }
+                to_child.push(jsonrpc::notification(
+                    "notifications/cancelled",
+                    &format!(
+                        r#"{{"requestId":{},"reason":"the client never retried"}}"#,
+                        parked.proxy_id
+                    ),
+                ));
+                warn!(
+                    "server {:?}: input request of {} expired unanswered; cancelled at the child",
+                    self.label, parked.method
+                );
+            }
+        }
+        for line in to_child {
+            // A child that is gone has nothing left to cancel.
+            let _ = self.send_to_child(line);
+        }
+    }
+}
+
+/// Turns a request of the child into an input request of the modern client whose request
+/// `proxy_id` is: the first ends that client request with an `InputRequiredResult`; later
+/// ones wait for the next round.
+pub(super) fn ask_for_input(
+    state: &mut State,
+    proxy_id: u64,
+    child_id: &str,
+    method: &str,
+    params: Option<&str>,
+) -> bool {
+    state.next_input += 1;
+    let input = Input {
+        key: format!("{}-{}", method.replace('/', "-"), state.next_input),
+        child_id: child_id.into(),
+        method: method.to_string(),
+        params: params.unwrap_or("{}").into(),
+    };
+    let Some(Pending::Client(request)) = state.pending.get_mut(&proxy_id) else {
+        return false;
+    };
+    if let Some(token) = &request.parked {
+        if let Some(parked) = state.parked.get_mut(token) {
+            parked.queued.push(input);
+            return true;
+        }
+        return false;
+    }
+    let (session, id, reply) = (request.session, request.id.clone(), request.reply.clone());
+    let parked = Parked {
+        proxy_id,
+        method: request.method.clone(),
+        asked: vec![input],
+        queued: Vec::new(),
+        response: None,
+        parked_at: Instant::now(),
+    };
+    if let Some(s) = state.sessions.get_mut(&session) {
+        s.in_flight.remove(&canonical_id(&id));
+    }
+    park(state, session, &id, &reply, parked);
+    true
+}
+
+/// Ends the client's request `id` with an `InputRequiredResult` asking `parked.asked`, and
+/// keeps the request parked under a fresh `requestState`.
+fn park(state: &mut State, session: SessionId, id: &str, reply: &Reply, parked: Parked) {
+    let token = format!("{:032x}", crate::random::u128());
+    let requests: Vec<String> = parked
+        .asked
+        .iter()
+        .map(|i| {
+            format!(
+                r#"{}:{{"method":{},"params":{}}}"#,
+                jsonrpc::quote(&i.key),
+                jsonrpc::quote(&i.method),
+                i.params
+            )
+        })
+        .collect();
+    let result = format!(
+        r#"{{"resultType":"input_required","inputRequests":{{{}}},"requestState":"{token}"}}"#,
+        requests.join(",")
+    );
+    debug!(
+        "session {session}: request {id} needs input ({} request(s)); parked",
+        parked.asked.len()
+    );
+    if let Some(Pending::Client(request)) = state.pending.get_mut(&parked.proxy_id) {
+        request.parked = Some(token.clone());
+    }
+    state.deliver_reply(
+        session,
+        reply,
+        Outbound::last(jsonrpc::result(id, &result).into()),
+    );
+    state.parked.insert(token, parked);
+}
+
+/// Keeps the child's response for the retry of a parked request.
+pub(super) fn keep_response(state: &mut State, token: &str, line: &str) {
+    if let Some(parked) = state.parked.get_mut(token) {
+        parked.response = Some(line.to_string());
+    }
+}
+
+/// `text` (one message) with its top-level id replaced.
+fn with_raw_id(text: &str, id: &str) -> String {
+    match Envelope::parse(text) {
+        Ok(env) if env.id.is_some() => crate::jsonrpc::envelope::with_id(text, &env, id),
+        _ => text.to_string(),
+    }
+}
+
+/// A change notification for a listen stream: `method` with the subscription id in `_meta`
+/// (and the resource's URI, raw JSON, for `resources/updated`).
+pub(super) fn tagged(method: &str, uri: Option<&str>, subscription: &str) -> Arc<str> {
+    let meta = format!(r#""_meta":{{"io.modelcontextprotocol/subscriptionId":{subscription}}}"#);
+    let params = match uri {
+        Some(uri) => format!(r#"{{"uri":{uri},{meta}}}"#),
+        None => format!("{{{meta}}}"),
+    };
+    jsonrpc::notification(method, &params).into()
+}

@@ -1,0 +1,468 @@
+//! The 2026-07-28 era on `/mcp` (stateless MCP; spec section K), beside the session era:
+//! 1. a POST is modern when its `_meta` names its protocol version
+//!    (`io.modelcontextprotocol/protocolVersion`) or its `MCP-Protocol-Version` header names a
+//!    modern version;
+//! 2. it is validated: header against body (400 + -32020 `HeaderMismatch`: the version,
+//!    `Mcp-Method`, and `Mcp-Name` for tools/call, resources/read and prompts/get), then the
+//!    version itself (400 + -32022 listing what we support);
+//! 3. each request is a session of its own; `server/discover` and `subscriptions/listen` are
+//!    answered here; a retry that brings back a `requestState` resumes its parked request;
+//!    methods of the old era only (initialize, ping, logging/setLevel, resources/subscribe)
+//!    and methods the child does not know are 404 + -32601; everything else goes to the
+//!    child, and its result gets `resultType` (and `ttlMs`/`cacheScope` when cacheable);
+//! 4. the reply is one JSON body, unless something related to the request (progress, a log
+//!    line it asked for) arrives before the response: then an SSE stream; a client that
+//!    closes it cancels the request at the child.
+
+use crossbeam_channel::{Receiver, select};
+use log::debug;
+use tiny_http::Request;
+
+use super::respond::{self, Extra, SseStream, request_header};
+use super::{App, refuse};
+use crate::jsonrpc::envelope::{Envelope, param_of, span_of, splice};
+use crate::jsonrpc::{self, Kind, error as rpc};
+use crate::limits;
+use crate::mux::session::{ClientCaps, log_rank};
+use crate::mux::{ListenFilter, MODERN_VERSIONS, Mux, Outbound, Reply, StreamTx};
+
+/// `HeaderMismatch`: a header and the body disagree, or a required header is missing.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// `UnsupportedProtocolVersion`.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// Methods that exist only in the session era: a modern client gets 404 for them.
+const LEGACY_ONLY: [&str; 6] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "notifications/initialized",
+];
+
+/// Results a client may cache (`CacheableResult`): they must carry `ttlMs` and `cacheScope`.
+const CACHEABLE: [&str; 5] = [
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// The protocol version a modern message names in its `_meta`, if any.
+fn body_version(env: &Envelope<'_>) -> Option<String> {
+    let meta = env.param("_meta")?;
+    serde_json::from_str(param_of(meta, VERSION_KEY)?.get()).ok()
+}
+
+/// Whether a version belongs to the modern era (2026-07-28 and later).
+pub fn is_modern_version(version: &str) -> bool {
+    version >= "2026-07-28"
+}
+
+/// Whether a POST speaks the modern era.
+pub fn is_modern(rq: &Request, env: &Envelope<'_>) -> bool {
+    body_version(env).is_some()
+        || request_header(rq, "MCP-Protocol-Version").is_some_and(|v| is_modern_version(v.trim()))
+}
+
+/// Every version we speak, newest first (for `supportedVersions` and -32022).
+pub fn all_versions() -> Vec<&'static str> {
+    let mut all: Vec<&str> = MODERN_VERSIONS.to_vec();
+    all.extend(jsonrpc::SUPPORTED_VERSIONS.iter().rev());
+    all
+}
+
+/// A refusal with an HTTP status and a JSON-RPC error (with the request's id when known).
+struct Rejection {
+    status: u16,
+    code: i64,
+    message: String,
+    data: Option<String>,
+}
+
+impl Rejection {
+    fn mismatch(message: String) -> Rejection {
+        Rejection {
+            status: 400,
+            code: HEADER_MISMATCH,
+            message,
+            data: None,
+        }
+    }
+
+    fn send(self, rq: Request, id: &str, extra: &Extra) {
+        let body = match self.data {
+            Some(data) => format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{},"message":{},"data":{data}}}}}"#,
+                self.code,
+                jsonrpc::quote(&self.message)
+            ),
+            None => rpc::response(id, self.code, &self.message),
+        };
+        respond::json(rq, self.status, &body, extra);
+    }
+}
+
+/// Checks the headers against the body, then the version.
+fn validate(rq: &Request, env: &Envelope<'_>) -> Result<(), Rejection> {
+    let header = request_header(rq, "MCP-Protocol-Version").map(str::trim);
+    let body = body_version(env);
+    match (header, body.as_deref()) {
+        (None, _) => {
+            return Err(Rejection::mismatch(
+                "Header mismatch: the MCP-Protocol-Version header is required".into(),
+            ));
+        }
+        (Some(h), Some(b)) if h != b => {
+            return Err(Rejection::mismatch(format!(
+                "Header mismatch: MCP-Protocol-Version header {h:?} does not match body value {b:?}"
+            )));
+        }
+        (Some(h), None) if env.kind == Kind::Request => {
+            return Err(Rejection::mismatch(format!(
+                "Header mismatch: MCP-Protocol-Version header {h:?} but no {VERSION_KEY} in _meta"
+            )));
+        }
+        _ => {}
+    }
+    let version = body.as_deref().or(header).unwrap_or_default();
+    if !MODERN_VERSIONS.contains(&version) {
+        let supported: Vec<String> = all_versions().iter().map(|v| jsonrpc::quote(v)).collect();
+        return Err(Rejection {
+            status: 400,
+            code: UNSUPPORTED_PROTOCOL_VERSION,
+            message: "Unsupported protocol version".into(),
+            data: Some(format!(
+                r#"{{"supported":[{}],"requested":{}}}"#,
+                supported.join(","),
+                jsonrpc::quote(version)
+            )),
+        });
+    }
+    if env.kind != Kind::Request {
+        return Ok(());
+    }
+    match request_header(rq, "Mcp-Method") {
+        None => {
+            return Err(Rejection::mismatch(
+                "Header mismatch: the Mcp-Method header is required".into(),
+            ));
+        }
+        Some(m) if m != env.method() => {
+            return Err(Rejection::mismatch(format!(
+                "Header mismatch: Mcp-Method header {m:?} does not match body value {:?}",
+                env.method()
+            )));
+        }
+        Some(_) => {}
+    }
+    let name_field = match env.method() {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(field) = name_field {
+        let body_name = env.param_str(field).unwrap_or_default();
+        match request_header(rq, "Mcp-Name").map(decode_header_value) {
+            None => {
+                return Err(Rejection::mismatch(
+                    "Header mismatch: the Mcp-Name header is required".into(),
+                ));
+            }
+            Some(None) => {
+                return Err(Rejection::mismatch(
+                    "Header mismatch: the Mcp-Name header is not valid Base64".into(),
+                ));
+            }
+            Some(Some(name)) if name != body_name => {
+                return Err(Rejection::mismatch(format!(
+                    "Header mismatch: Mcp-Name header value {name:?} does not match body value {body_name:?}"
+                )));
+            }
+            Some(Some(_)) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A header value as sent: plain, or `=?base64?…?=` (spec "Value Encoding"). `None` when
+/// the sentinel holds no valid Base64 of UTF-8.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => String::from_utf8(crate::encoding::base64_decode(encoded)?).ok(),
+        None => Some(value.to_string()),
+    }
+}
+
+/// Serves one modern POST.
+pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, extra: &Extra) {
+    let id = env.id.map_or("null", |id| id.get());
+    if let Err(rejection) = validate(&rq, env) {
+        debug!("modern request refused: {}", rejection.message);
+        return rejection.send(rq, id, extra);
+    }
+    if env.kind != Kind::Request {
+        // No client notification is defined on this transport in 2026-07-28; accept and drop.
+        return respond::empty(rq, 202, extra);
+    }
+    let method = env.method();
+    if LEGACY_ONLY.contains(&method) {
+        return Rejection {
+            status: 404,
+            code: rpc::METHOD_NOT_FOUND,
+            message: format!("Method not found: {method}"),
+            data: None,
+        }
+        .send(rq, id, extra);
+    }
+    if method == "server/discover" {
+        return match mux.discover(id) {
+            Ok(body) => respond::json(rq, 200, &body, extra),
+            Err(refused) => refuse(rq, &refused, extra),
+        };
+    }
+    let meta = env.param("_meta");
+    let caps = meta
+        .and_then(|m| param_of(m, "io.modelcontextprotocol/clientCapabilities"))
+        .map(|c| ClientCaps {
+            sampling: param_of(c, "sampling").is_some(),
+            elicitation: param_of(c, "elicitation").is_some(),
+            roots: param_of(c, "roots").is_some(),
+        })
+        .unwrap_or_default();
+    let log_level = meta
+        .and_then(|m| param_of(m, "io.modelcontextprotocol/logLevel"))
+        .and_then(|l| serde_json::from_str::<String>(l.get()).ok())
+        .and_then(|l| log_rank(&l));
+    let session = match mux.open_modern_session(caps, log_level) {
+        Ok(session) => session,
+        Err(refused) => return refuse(rq, &refused, extra),
+    };
+    let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
+    let reply = Reply::Direct {
+        tx,
+        carries_related: true,
+    };
+    let submitted = if method == "subscriptions/listen" {
+        let filter = listen_filter(env);
+        mux.listen(session, id, filter, reply)
+    } else if let Some(token) = env.param_str("requestState") {
+        mux.resume(session, env, reply, &token)
+    } else {
+        mux.client_message(session, text, env, Some(reply))
+    };
+    match submitted {
+        Err(refused) => refuse(rq, &refused, extra),
+        Ok(()) if method == "subscriptions/listen" => listen_stream(app, rq, &rx, extra),
+        Ok(()) => {
+            let server_info = mux.server_info();
+            let finish = |text: &str| complete(text, method, server_info.as_deref());
+            reply_to(app, rq, &rx, extra, &finish);
+        }
+    }
+    mux.close_session(session, "modern request done");
+}
+
+fn listen_filter(env: &Envelope<'_>) -> ListenFilter {
+    let wanted = env.param("notifications");
+    let flag = |name: &str| {
+        wanted
+            .and_then(|w| param_of(w, name))
+            .is_some_and(|v| v.get() == "true")
+    };
+    ListenFilter {
+        tools: flag("toolsListChanged"),
+        prompts: flag("promptsListChanged"),
+        resources: flag("resourcesListChanged"),
+        resource_uris: wanted
+            .and_then(|w| param_of(w, "resourceSubscriptions"))
+            .and_then(|u| serde_json::from_str(u.get()).ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// Waits for the first message: the response alone becomes a JSON body (404 for an unknown
+/// method); anything before it turns the reply into an SSE stream.
+fn reply_to(
+    app: &App,
+    rq: Request,
+    rx: &Receiver<Outbound>,
+    extra: &Extra,
+    finish: &dyn Fn(&str) -> (u16, String),
+) {
+    let first = select! {
+        recv(rx) -> m => m.ok(),
+        recv(app.shutdown.receiver()) -> _ => None,
+    };
+    let Some(first) = first else {
+        return respond::rpc_error(rq, 503, rpc::SERVER_UNAVAILABLE, "No response", extra);
+    };
+    if first.last {
+        let (status, body) = finish(&first.text);
+        return respond::json(rq, status, &body, extra);
+    }
+    let Ok(mut sse) = SseStream::start(rq, extra) else {
+        return;
+    };
+    let mut next = Some(first);
+    loop {
+        let message = match next.take() {
+            Some(m) => m,
+            None => select! {
+                recv(rx) -> m => match m { Ok(m) => m, Err(_) => break },
+                recv(app.shutdown.receiver()) -> _ => break,
+                default(app.keepalive) => {
+                    if sse.comment("").is_err() { return; }
+                    continue;
+                }
+            },
+        };
+        let text = if message.last {
+            finish(&message.text).1
+        } else {
+            message.text.to_string()
+        };
+        if let Err(e) = sse.message(None, &text) {
+            // Closing the stream cancels the request (2026-07-28): the caller closes the
+            // session, which cancels what is still in flight at the child.
+            return debug!("modern client left its stream: {e}");
+        }
+        if message.last {
+            break;
+        }
+    }
+    let _ = sse.finish(); // the client may be gone; nothing to report.
+}
+
+/// The listen stream: open until the client leaves or we shut down.
+fn listen_stream(app: &App, rq: Request, rx: &Receiver<Outbound>, extra: &Extra) {
+    let Ok(mut sse) = SseStream::start(rq, extra) else {
+        return;
+    };
+    loop {
+        select! {
+            recv(rx) -> m => match m {
+                Ok(m) => if sse.message(None, &m.text).is_err() { return },
+                Err(_) => break,
+            },
+            recv(app.shutdown.receiver()) -> _ => break,
+            default(app.keepalive) => if sse.comment("").is_err() { return },
+        }
+    }
+    let _ = sse.finish(); // the client may be gone; nothing to report.
+}
+
+/// The child's final message as a modern client expects it: `resultType` on a result (and
+/// the caching fields and `serverInfo` where due), -32002 as -32602, and the HTTP status
+/// (404 for an unknown method).
+pub fn complete(text: &str, method: &str, server_info: Option<&str>) -> (u16, String) {
+    let Ok(env) = Envelope::parse(text) else {
+        return (200, text.to_string());
+    };
+    if let Some(error) = env.error {
+        let code = param_of(error, "code").map(|c| c.get());
+        return match code {
+            Some("-32601") => (404, text.to_string()),
+            Some("-32002") if method == "resources/read" => {
+                let span = span_of(text, param_of(error, "code").expect("seen").get());
+                (200, splice(text, &mut [(span, "-32602")]))
+            }
+            _ => (200, text.to_string()),
+        };
+    }
+    let Some(result) = env.result else {
+        return (200, text.to_string());
+    };
+    let mut fields = Vec::new();
+    if param_of(result, "resultType").is_none() {
+        fields.push(r#""resultType":"complete""#.to_string());
+    }
+    if CACHEABLE.contains(&method) {
+        if param_of(result, "ttlMs").is_none() {
+            fields.push(r#""ttlMs":0"#.to_string());
+        }
+        if param_of(result, "cacheScope").is_none() {
+            fields.push(r#""cacheScope":"private""#.to_string());
+        }
+    }
+    if let Some(info) = server_info
+        && param_of(result, "_meta").is_none()
+    {
+        fields.push(format!(
+            r#""_meta":{{"io.modelcontextprotocol/serverInfo":{info}}}"#
+        ));
+    }
+    if fields.is_empty() {
+        return (200, text.to_string());
+    }
+    let raw = result.get();
+    let empty = raw[1..raw.len() - 1].trim().is_empty();
+    let mut insert = fields.join(",");
+    if !empty {
+        insert.push(',');
+    }
+    let at = span_of(text, raw).start + 1;
+    (200, splice(text, &mut [(at..at, &insert)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_get_result_type_and_caching_fields() {
+        let (status, text) = complete(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#,
+            "tools/list",
+            Some(r#"{"name":"s","version":"1"}"#),
+        );
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert_eq!(v["result"]["ttlMs"], 0);
+        assert_eq!(v["result"]["cacheScope"], "private");
+        assert_eq!(v["result"]["tools"], serde_json::json!([]));
+        assert_eq!(
+            v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+            "s"
+        );
+        let (_, text) = complete(
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            "tools/call",
+            None,
+        );
+        assert_eq!(
+            text,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#
+        );
+        let kept = r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}}"#;
+        assert_eq!(complete(kept, "tools/call", None).1, kept);
+    }
+
+    #[test]
+    fn errors_map_to_the_modern_codes_and_statuses() {
+        let unknown = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
+        assert_eq!(complete(unknown, "x/y", None).0, 404);
+        let missing = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":"no"}}"#;
+        let (status, text) = complete(missing, "resources/read", None);
+        assert_eq!(status, 200);
+        assert!(text.contains("-32602"), "{text}");
+    }
+
+    #[test]
+    fn header_values_decode_the_base64_sentinel() {
+        assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
+            Some("Hello, 世界")
+        );
+        assert_eq!(decode_header_value("=?base64?***?="), None);
+    }
+}

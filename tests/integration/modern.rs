@@ -1,0 +1,404 @@
+//! The 2026-07-28 era (stateless MCP) on `/mcp`, served from our example server, which speaks
+//! the session era: per-request `_meta`, header validation, `server/discover`, result types,
+//! input-required results for the child's own requests, and `subscriptions/listen`.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const VERSION: &str = "2026-07-28";
+
+fn meta(capabilities: Value) -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": VERSION,
+        "io.modelcontextprotocol/clientInfo": {"name": "modern-test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+    })
+}
+
+/// A modern request with every header it needs (name: the `Mcp-Name`, when the method has one).
+fn call(url: &str, id: Value, method: &str, mut params: Value, name: Option<&str>) -> Response {
+    if params.get("_meta").is_none() {
+        params["_meta"] = meta(json!({}));
+    }
+    let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", VERSION),
+        ("Mcp-Method", method),
+    ];
+    if let Some(name) = name {
+        headers.push(("Mcp-Name", name));
+    }
+    request("POST", url, &headers, &body.to_string())
+}
+
+/// The final JSON-RPC message of a reply, JSON or SSE.
+fn final_message(r: &Response) -> Value {
+    if r.header("content-type")
+        .is_some_and(|c| c.starts_with("text/event-stream"))
+    {
+        let last = r
+            .body
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter(|d| !d.is_empty())
+            .last()
+            .expect("an event with data");
+        serde_json::from_str(last).unwrap()
+    } else {
+        r.json()
+    }
+}
+
+fn proxy() -> Proxy {
+    Proxy::start(&["--port", "0", "--", FIXTURE])
+}
+
+#[test]
+fn discover_is_answered_from_the_childs_handshake() {
+    let p = proxy();
+    let r = call(&p.url("/mcp"), json!(1), "server/discover", json!({}), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.header("mcp-session-id").is_none(),
+        "no sessions in 2026-07-28"
+    );
+    let result = &r.json()["result"];
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(result["supportedVersions"][0], VERSION);
+    assert!(
+        result["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "2025-11-25")
+    );
+    assert_eq!(result["capabilities"]["tools"]["listChanged"], true);
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcp-example-server"
+    );
+    assert!(result["ttlMs"].is_number() && result["cacheScope"].is_string());
+}
+
+#[test]
+fn a_stateless_call_gets_a_complete_result_and_lists_are_cacheable() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let r = call(
+        &url,
+        json!("c1"),
+        "tools/call",
+        json!({"name":"echo","arguments":{"message":"modern"}}),
+        Some("echo"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = final_message(&r);
+    assert_eq!(v["id"], "c1");
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert_eq!(v["result"]["content"][0]["text"], "modern");
+
+    let v = final_message(&call(&url, json!(2), "tools/list", json!({}), None));
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert!(v["result"]["ttlMs"].is_number(), "{v}");
+    assert!(v["result"]["cacheScope"].is_string(), "{v}");
+    assert!(v["result"]["tools"].as_array().unwrap().len() > 5);
+}
+
+#[test]
+fn headers_must_match_the_body() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let body = |method: &str| {
+        json!({"jsonrpc":"2.0","id":1,"method":method,"params":{"name":"echo","arguments":{"message":"x"},"_meta":meta(json!({}))}})
+            .to_string()
+    };
+    let post = |headers: &[(&str, &str)], b: String| {
+        let mut all = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        all.extend_from_slice(headers);
+        request("POST", &url, &all, &b)
+    };
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")],
+            "no MCP-Protocol-Version",
+        ),
+        (
+            vec![("MCP-Protocol-Version", VERSION), ("Mcp-Name", "echo")],
+            "no Mcp-Method",
+        ),
+        (
+            vec![
+                ("MCP-Protocol-Version", VERSION),
+                ("Mcp-Method", "tools/list"),
+                ("Mcp-Name", "echo"),
+            ],
+            "wrong Mcp-Method",
+        ),
+        (
+            vec![
+                ("MCP-Protocol-Version", VERSION),
+                ("Mcp-Method", "tools/call"),
+            ],
+            "no Mcp-Name",
+        ),
+        (
+            vec![
+                ("MCP-Protocol-Version", VERSION),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "other"),
+            ],
+            "wrong Mcp-Name",
+        ),
+        (
+            vec![
+                ("MCP-Protocol-Version", "2025-11-25"),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "echo"),
+            ],
+            "version differs",
+        ),
+    ];
+    for (headers, why) in cases {
+        let r = post(&headers, body("tools/call"));
+        assert_eq!(r.status, 400, "{why}: {r:?}");
+        assert_eq!(r.json()["error"]["code"], -32020, "{why}: {r:?}");
+    }
+    // The name may come Base64-encoded.
+    let r = post(
+        &[
+            ("MCP-Protocol-Version", VERSION),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "=?base64?ZWNobw==?="),
+        ],
+        body("tools/call"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[test]
+fn unsupported_versions_and_unknown_methods() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let mut m = meta(json!({}));
+    m["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+            ("MCP-Protocol-Version", "2099-01-01"),
+            ("Mcp-Method", "tools/list"),
+        ],
+        &json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":m}}).to_string(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], -32022);
+    assert_eq!(e["data"]["requested"], "2099-01-01");
+    assert!(
+        e["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == VERSION)
+    );
+
+    for method in ["vendor/unknown", "ping", "initialize", "logging/setLevel"] {
+        let r = call(&url, json!(1), method, json!({}), None);
+        assert_eq!(r.status, 404, "{method}: {r:?}");
+        assert_eq!(final_message(&r)["error"]["code"], -32601, "{method}");
+    }
+    // No GET stream and no sessions to delete.
+    let h = [
+        ("MCP-Protocol-Version", VERSION),
+        ("Accept", "text/event-stream"),
+    ];
+    assert_eq!(request("GET", &url, &h, "").status, 405);
+    assert_eq!(request("DELETE", &url, &h, "").status, 405);
+}
+
+#[test]
+fn a_childs_sampling_request_becomes_an_input_required_result() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let caps = json!({"sampling": {}});
+    let params =
+        json!({"name":"sample","arguments":{"prompt":"a haiku"},"_meta":meta(caps.clone())});
+    let r = call(&url, json!(1), "tools/call", params.clone(), Some("sample"));
+    assert_eq!(r.status, 200, "{r:?}");
+    let first = final_message(&r);
+    assert_eq!(first["id"], 1);
+    let result = &first["result"];
+    assert_eq!(result["resultType"], "input_required", "{first}");
+    let requests = result["inputRequests"].as_object().unwrap();
+    assert_eq!(requests.len(), 1);
+    let (key, input) = requests.iter().next().unwrap();
+    assert_eq!(input["method"], "sampling/createMessage");
+    assert_eq!(input["params"]["messages"][0]["content"]["text"], "a haiku");
+    let state = result["requestState"].as_str().unwrap();
+
+    // The retry: a new id, the same request, the answer and the state.
+    let mut retry = params.clone();
+    retry["inputResponses"] = json!({ key: {"role":"assistant","content":{"type":"text","text":"old pond"},"model":"m"} });
+    retry["requestState"] = json!(state);
+    let r = call(&url, json!(2), "tools/call", retry.clone(), Some("sample"));
+    let done = final_message(&r);
+    assert_eq!(done["id"], 2);
+    assert_eq!(done["result"]["resultType"], "complete");
+    assert_eq!(done["result"]["content"][0]["text"], "sampled: old pond");
+
+    // A state cannot be used twice, nor made up.
+    let again = final_message(&call(&url, json!(3), "tools/call", retry, Some("sample")));
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+}
+
+#[test]
+fn input_requests_are_only_for_clients_that_declared_the_capability() {
+    let p = proxy();
+    let r = call(
+        &p.url("/mcp"),
+        json!(1),
+        "tools/call",
+        json!({"name":"elicit","arguments":{"message":"name?"}}),
+        Some("elicit"),
+    );
+    let v = final_message(&r);
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert_eq!(
+        v["result"]["isError"], true,
+        "the child was told no client can answer: {v}"
+    );
+}
+
+#[test]
+fn progress_rides_on_an_sse_reply_and_logs_only_when_asked() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let mut m = meta(json!({}));
+    m["progressToken"] = json!("pt");
+    let r = call(
+        &url,
+        json!(1),
+        "tools/call",
+        json!({"name":"progress","arguments":{"steps":2},"_meta":m}),
+        Some("progress"),
+    );
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.body.matches("notifications/progress").count(),
+        2,
+        "{}",
+        r.body
+    );
+    assert_eq!(final_message(&r)["result"]["resultType"], "complete");
+
+    // No logLevel in _meta: no log messages (2026-07-28).
+    let r = call(
+        &url,
+        json!(2),
+        "tools/call",
+        json!({"name":"log","arguments":{"message":"quiet"}}),
+        Some("log"),
+    );
+    assert!(!r.body.contains("notifications/message"), "{}", r.body);
+    let mut m = meta(json!({}));
+    m["io.modelcontextprotocol/logLevel"] = json!("info");
+    let r = call(
+        &url,
+        json!(3),
+        "tools/call",
+        json!({"name":"log","arguments":{"message":"loud"},"_meta":m}),
+        Some("log"),
+    );
+    assert!(
+        r.body.contains("notifications/message") && r.body.contains("loud"),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn listen_streams_carry_the_change_notifications_opted_in_to() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let body = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen","params":{
+        "notifications": {"toolsListChanged": true, "resourceSubscriptions": ["example://greeting"]},
+        "_meta": meta(json!({}))}});
+    let mut listen = SseClient::open(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", VERSION),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+        &body.to_string(),
+    );
+    assert_eq!(listen.status, 200);
+    let ack = listen.next_message();
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(ack["params"]["notifications"]["toolsListChanged"], true);
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+
+    // Prompts were not asked for; tools and the resource were.
+    for (tool, args) in [
+        ("notify", json!({"kind":"prompts"})),
+        ("notify", json!({"kind":"tools"})),
+        ("touch", json!({"uri":"example://greeting"})),
+    ] {
+        let r = call(
+            &url,
+            json!(9),
+            "tools/call",
+            json!({"name":tool,"arguments":args}),
+            Some(tool),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let first = listen.next_message();
+    assert_eq!(
+        first["method"], "notifications/tools/list_changed",
+        "{first}"
+    );
+    assert_eq!(
+        first["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+    let second = listen.next_message();
+    assert_eq!(second["method"], "notifications/resources/updated");
+    assert_eq!(second["params"]["uri"], "example://greeting");
+}
+
+#[test]
+fn both_eras_share_one_child() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let mut legacy = McpClient::connect(&url, json!({}));
+    let v = final_message(&call(
+        &url,
+        json!(1),
+        "tools/call",
+        json!({"name":"echo","arguments":{"message":"m"}}),
+        Some("echo"),
+    ));
+    assert_eq!(v["result"]["content"][0]["text"], "m");
+    assert_eq!(legacy.tool_text("echo", json!({"message": "l"})), "l");
+    let status = request("GET", &p.url("/status"), &[], "").json();
+    assert_eq!(status["servers"]["default"]["restarts"], 0);
+}
