@@ -91,6 +91,9 @@ pub const TENANT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// waits for the client's retry before it is cancelled at the child.
 pub const PARKED_INPUT_TTL: Duration = Duration::from_secs(10 * 60);
 
+/// Pages of `tools/list` read from a child to learn its tools' `x-mcp-header` parameters.
+pub const TOOL_LIST_PAGES: usize = 100;
+
 /// How often sessions and requests are checked against their timeouts.
 pub const REAPER_TICK: Duration = Duration::from_secs(1);
 

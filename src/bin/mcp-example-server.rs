@@ -14,6 +14,7 @@
 //! - `progress` {steps = 3, interval_ms = 10}: sends `notifications/progress` when the call
 //!   carries a progress token, then "done <steps> steps".
 //! - `log` {level = "info", message}: sends `notifications/message` (subject to `logging/setLevel`).
+//! - `route` {region, shard?}: echoes them; both are marked `x-mcp-header` (Region, Shard).
 //! - `ticks` {count = 20, interval_ms = 20}: log messages stamped with the microsecond they
 //!   were written (`data.sent_us`), to measure delivery latency.
 //! - `sample` {prompt}: asks the client `sampling/createMessage`.
@@ -712,6 +713,16 @@ fn tool_definitions() -> Value {
             &[],
         ),
         tool(
+            "route",
+            "Echoes region and shard, two parameters mirrored into Mcp-Param-* headers \
+             (x-mcp-header) by 2026-07-28 clients over HTTP",
+            json!({
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "shard": {"type": "integer", "x-mcp-header": "Shard"}
+            }),
+            &["region"],
+        ),
+        tool(
             "ticks",
             "Sends count log messages interval_ms apart, each stamped with the time it was \
              written (microseconds since the epoch), to measure delivery latency",
@@ -823,6 +834,7 @@ impl<'a> ToolCall<'a> {
             "progress" => self.progress(),
             "log" => self.log(),
             "ticks" => self.ticks(),
+            "route" => self.route(),
             "sample" => self.sample(),
             "elicit" => self.elicit(),
             "roots" => self.roots(),
@@ -885,6 +897,15 @@ impl<'a> ToolCall<'a> {
             });
             self.server.notify("notifications/progress", Some(params));
         }
+    }
+
+    fn route(&self) -> RpcResult {
+        let region = self.string("region")?;
+        let shard = self
+            .arguments
+            .get("shard")
+            .map_or("none".to_string(), Value::to_string);
+        Ok(text_result(format!("region={region} shard={shard}")))
     }
 
     fn ticks(&self) -> RpcResult {

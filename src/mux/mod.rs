@@ -159,6 +159,9 @@ struct State {
     parked: HashMap<String, modern::Parked>,
     /// Numbers the keys of input requests.
     next_input: u64,
+    /// The child's tools' `x-mcp-header` parameters, by tool name; `None` until asked for and
+    /// after the child's tool list changed.
+    tool_headers: Option<Arc<modern::ToolHeaders>>,
 }
 
 /// The caps a mux enforces (from the command line).
@@ -239,6 +242,7 @@ impl Mux {
                 child_log_level: None,
                 parked: HashMap::new(),
                 next_input: 0,
+                tool_headers: None,
             }),
             status_changed: Condvar::new(),
             next_id: AtomicU64::new(0),
@@ -544,6 +548,27 @@ impl Mux {
         {
             self.lock().pending.remove(&id);
         }
+    }
+
+    /// A request of the proxy's own, waiting (at most `timeout`) for the child's raw response.
+    fn ask_child(&self, method: &str, params: &str, timeout: Duration) -> Result<String, Refused> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = self.next_id();
+        let to_child = {
+            let mut state = self.lock();
+            let to_child = self.running_sender(&state)?;
+            state.pending.insert(id, Pending::Internal(Some(tx)));
+            to_child
+        };
+        let sent = send_with_timeout(&to_child, jsonrpc::request(&id.to_string(), method, params));
+        let answer = sent.and_then(|()| {
+            rx.recv_timeout(timeout)
+                .map_err(|_| Refused::Unavailable(format!("no answer to {method}")))
+        });
+        if answer.is_err() {
+            self.lock().pending.remove(&id);
+        }
+        answer
     }
 }
 

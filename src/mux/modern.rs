@@ -10,6 +10,7 @@
 //! 4. `subscriptions/listen` holds a stream open for the change notifications the client
 //!    opted in to, each tagged with the subscription's id.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,18 @@ use super::stream::Outbound;
 use super::{Mux, Pending, Refused, State, canonical_id};
 use crate::jsonrpc::envelope::{Envelope, param_of};
 use crate::jsonrpc::{self, error as rpc};
+use crate::limits;
+
+/// A tool parameter mirrored into an `Mcp-Param-{header}` request header (`x-mcp-header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderParam {
+    /// The chain of `properties` keys from the schema's root to the parameter.
+    pub path: Vec<String>,
+    pub header: String,
+}
+
+/// Every tool's header parameters, by tool name.
+pub type ToolHeaders = HashMap<String, Vec<HeaderParam>>;
 
 /// The protocol versions of the modern era we speak.
 pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
@@ -103,6 +116,46 @@ impl Mux {
         }
         let body = serde_json::to_string(&result).expect("a Map always serialises");
         Ok(jsonrpc::result(id, &body))
+    }
+
+    /// The `x-mcp-header` parameters of the child's tools, asking the child for its tool list
+    /// when it is not known (yet, or since it changed).
+    pub fn tool_headers(&self) -> Arc<ToolHeaders> {
+        if let Some(known) = self.lock().tool_headers.clone() {
+            return known;
+        }
+        let mut headers = ToolHeaders::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..limits::TOOL_LIST_PAGES {
+            let params = match &cursor {
+                Some(c) => format!(r#"{{"cursor":{}}}"#, jsonrpc::quote(c)),
+                None => "{}".into(),
+            };
+            let Ok(answer) = self.ask_child("tools/list", &params, limits::CHILD_SEND_TIMEOUT)
+            else {
+                // Without the list nothing can be checked; try again next time.
+                return Arc::new(headers);
+            };
+            let page: Value = serde_json::from_str(&answer).unwrap_or_default();
+            for tool in page["result"]["tools"].as_array().into_iter().flatten() {
+                let (Some(name), Some(schema)) = (tool["name"].as_str(), tool.get("inputSchema"))
+                else {
+                    continue;
+                };
+                let mut found = Vec::new();
+                header_params(schema, &mut Vec::new(), &mut found);
+                if !found.is_empty() {
+                    headers.insert(name.to_string(), found);
+                }
+            }
+            cursor = page["result"]["nextCursor"].as_str().map(str::to_string);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let headers = Arc::new(headers);
+        self.lock().tool_headers = Some(headers.clone());
+        headers
     }
 
     /// The child's `serverInfo`, raw JSON, for results' `_meta`.
@@ -321,6 +374,25 @@ impl Mux {
     }
 }
 
+/// Collects the `x-mcp-header` annotations reachable from `schema` through `properties` only
+/// (the spec's "statically reachable" rule).
+fn header_params(schema: &Value, path: &mut Vec<String>, found: &mut Vec<HeaderParam>) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, property) in properties {
+        path.push(name.clone());
+        if let Some(header) = property.get("x-mcp-header").and_then(Value::as_str) {
+            found.push(HeaderParam {
+                path: path.clone(),
+                header: header.to_string(),
+            });
+        }
+        header_params(property, path, found);
+        path.pop();
+    }
+}
+
 /// Turns a request of the child into an input request of the modern client whose request
 /// `proxy_id` is: the first ends that client request with an `InputRequiredResult`; later
 /// ones wait for the next round.
@@ -423,4 +495,40 @@ pub(super) fn tagged(method: &str, uri: Option<&str>, subscription: &str) -> Arc
         None => format!("{{{meta}}}"),
     };
     jsonrpc::notification(method, &params).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_params_follow_properties_chains_only() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "query": {"type": "string"},
+                "nested": {"type": "object", "properties": {
+                    "tenant": {"type": "integer", "x-mcp-header": "Tenant"}}},
+                "list": {"type": "array", "items": {"properties": {
+                    "hidden": {"type": "string", "x-mcp-header": "Hidden"}}}}
+            }
+        });
+        let mut found = Vec::new();
+        header_params(&schema, &mut Vec::new(), &mut found);
+        found.sort_by(|a, b| a.header.cmp(&b.header));
+        assert_eq!(
+            found,
+            [
+                HeaderParam {
+                    path: vec!["region".into()],
+                    header: "Region".into()
+                },
+                HeaderParam {
+                    path: vec!["nested".into(), "tenant".into()],
+                    header: "Tenant".into()
+                },
+            ]
+        );
+    }
 }

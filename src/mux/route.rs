@@ -581,6 +581,9 @@ impl Mux {
                 // only on a listen stream that opted in to it.
                 let message: Arc<str> = line.into();
                 let mut state = self.lock();
+                if method == "notifications/tools/list_changed" {
+                    state.tool_headers = None;
+                }
                 let targets: Vec<SessionId> = state.sessions.keys().copied().collect();
                 for id in targets {
                     if !notify_listener(&mut state, id, method, None) {

@@ -243,6 +243,7 @@ impl Mux {
         {
             let mut state = self.lock();
             state.init = Some(cache.clone());
+            state.tool_headers = None;
             state.status = Status::Running;
             state.health.last_error = None;
         }

@@ -108,7 +108,7 @@ impl Rejection {
 }
 
 /// Checks the headers against the body, then the version.
-fn validate(rq: &Request, env: &Envelope<'_>) -> Result<(), Rejection> {
+fn validate(rq: &Request, env: &Envelope<'_>, mux: &Mux) -> Result<(), Rejection> {
     let header = request_header(rq, "MCP-Protocol-Version").map(str::trim);
     let body = body_version(env);
     match (header, body.as_deref()) {
@@ -186,7 +186,84 @@ fn validate(rq: &Request, env: &Envelope<'_>) -> Result<(), Rejection> {
             Some(Some(_)) => {}
         }
     }
+    if env.method() == "tools/call" {
+        check_param_headers(rq, env, mux)?;
+    }
     Ok(())
+}
+
+/// The `Mcp-Param-*` headers of a tool call against its arguments, for the parameters the
+/// tool's schema marks with `x-mcp-header` (spec "Custom Headers from Tool Parameters").
+fn check_param_headers(rq: &Request, env: &Envelope<'_>, mux: &Mux) -> Result<(), Rejection> {
+    let Some(tool) = env.param_str("name") else {
+        return Ok(());
+    };
+    let headers = mux.tool_headers();
+    let Some(params) = headers.get(&tool) else {
+        return Ok(());
+    };
+    let arguments: serde_json::Value = env
+        .param("arguments")
+        .and_then(|a| serde_json::from_str(a.get()).ok())
+        .unwrap_or_default();
+    for param in params {
+        let name = format!("Mcp-Param-{}", param.header);
+        let value = param
+            .path
+            .iter()
+            .try_fold(&arguments, |v, key| v.get(key))
+            .filter(|v| !v.is_null());
+        let header = request_header(rq, &name);
+        match (value, header) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(Rejection::mismatch(format!(
+                    "Header mismatch: the {name} header is required for this tool call"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(Rejection::mismatch(format!(
+                    "Header mismatch: {name} is sent but the argument is absent"
+                )));
+            }
+            (Some(value), Some(raw)) => {
+                if raw
+                    .chars()
+                    .any(|c| (c.is_control() && c != '\t') || !c.is_ascii())
+                {
+                    return Err(Rejection::mismatch(format!(
+                        "Header mismatch: {name} holds characters not allowed in a header"
+                    )));
+                }
+                let Some(decoded) = decode_header_value(raw) else {
+                    return Err(Rejection::mismatch(format!(
+                        "Header mismatch: {name} is not valid Base64"
+                    )));
+                };
+                if !header_matches(value, &decoded) {
+                    return Err(Rejection::mismatch(format!(
+                        "Header mismatch: {name} header value {decoded:?} does not match body value {value}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a decoded header value stands for the body value: strings exactly, integers
+/// numerically (`42.0` is `42`), booleans as `true`/`false`.
+fn header_matches(value: &serde_json::Value, header: &str) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s == header,
+        Value::Bool(b) => header == if *b { "true" } else { "false" },
+        Value::Number(n) => match (n.as_f64(), header.trim().parse::<f64>()) {
+            (Some(a), Ok(b)) => a == b,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// A header value as sent: plain, or `=?base64?…?=` (spec "Value Encoding"). `None` when
@@ -204,7 +281,7 @@ pub fn decode_header_value(value: &str) -> Option<String> {
 /// Serves one modern POST.
 pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, extra: &Extra) {
     let id = env.id.map_or("null", |id| id.get());
-    if let Err(rejection) = validate(&rq, env) {
+    if let Err(rejection) = validate(&rq, env, mux) {
         debug!("modern request refused: {}", rejection.message);
         return rejection.send(rq, id, extra);
     }
@@ -454,6 +531,18 @@ mod tests {
         let (status, text) = complete(missing, "resources/read", None);
         assert_eq!(status, 200);
         assert!(text.contains("-32602"), "{text}");
+    }
+
+    #[test]
+    fn header_values_match_by_type() {
+        use serde_json::json;
+        assert!(header_matches(&json!("us-west1"), "us-west1"));
+        assert!(header_matches(&json!(42), "42.0"));
+        assert!(header_matches(&json!(-7), "-7"));
+        assert!(header_matches(&json!(true), "true"));
+        assert!(!header_matches(&json!(true), "True"));
+        assert!(!header_matches(&json!("a"), "b"));
+        assert!(!header_matches(&json!(1), "one"));
     }
 
     #[test]

@@ -402,3 +402,63 @@ fn both_eras_share_one_child() {
     let status = request("GET", &p.url("/status"), &[], "").json();
     assert_eq!(status["servers"]["default"]["restarts"], 0);
 }
+
+#[test]
+fn mcp_param_headers_must_match_the_arguments_marked_x_mcp_header() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let send = |args: Value, extra: &[(&str, &str)]| {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"route","arguments":args,"_meta":meta(json!({}))}});
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+            ("MCP-Protocol-Version", VERSION),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "route"),
+        ];
+        headers.extend_from_slice(extra);
+        request("POST", &url, &headers, &body.to_string())
+    };
+    let ok = send(
+        json!({"region":"us-west1","shard":7}),
+        &[("Mcp-Param-Region", "us-west1"), ("Mcp-Param-Shard", "7.0")],
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(
+        final_message(&ok)["result"]["content"][0]["text"],
+        "region=us-west1 shard=7"
+    );
+    // The optional parameter absent: no header expected.
+    assert_eq!(
+        send(json!({"region":"eu"}), &[("Mcp-Param-Region", "eu")]).status,
+        200
+    );
+    // Base64 for a value that is not plain ASCII.
+    let r = send(
+        json!({"region":"Zürich"}),
+        &[("Mcp-Param-Region", "=?base64?WsO8cmljaA==?=")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    for (args, headers, why) in [
+        (json!({"region":"us"}), vec![], "missing header"),
+        (
+            json!({"region":"us"}),
+            vec![("Mcp-Param-Region", "eu")],
+            "mismatch",
+        ),
+        (
+            json!({"region":"us","shard":1}),
+            vec![("Mcp-Param-Region", "us"), ("Mcp-Param-Shard", "2")],
+            "number mismatch",
+        ),
+        (
+            json!({"region":"us"}),
+            vec![("Mcp-Param-Region", "=?base64?%%%?=")],
+            "bad base64",
+        ),
+    ] {
+        let r = send(args, &headers);
+        assert_eq!(r.status, 400, "{why}: {r:?}");
+        assert_eq!(r.json()["error"]["code"], -32020, "{why}");
+    }
+}
