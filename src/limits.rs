@@ -91,6 +91,10 @@ pub const TENANT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// waits for the client's retry before it is cancelled at the child.
 pub const PARKED_INPUT_TTL: Duration = Duration::from_secs(10 * 60);
 
+/// How long requests of a child are collected into one `InputRequiredResult` after the first:
+/// a child that asks for several answers at once writes them back to back.
+pub const INPUT_BATCH_WINDOW: Duration = Duration::from_millis(25);
+
 /// Pages of `tools/list` read from a child to learn its tools' `x-mcp-header` parameters.
 pub const TOOL_LIST_PAGES: usize = 100;
 

@@ -14,6 +14,7 @@
 //! - `progress` {steps = 3, interval_ms = 10}: sends `notifications/progress` when the call
 //!   carries a progress token, then "done <steps> steps".
 //! - `log` {level = "info", message}: sends `notifications/message` (subject to `logging/setLevel`).
+//! - `survey` {}: asks for elicitation and sampling at once, then returns both answers.
 //! - `route` {region, shard?}: echoes them; both are marked `x-mcp-header` (Region, Shard).
 //! - `ticks` {count = 20, interval_ms = 20}: log messages stamped with the microsecond they
 //!   were written (`data.sent_us`), to measure delivery latency.
@@ -507,18 +508,37 @@ impl Server {
         params: Option<Value>,
         cancel: &Cancel,
     ) -> Result<Value, String> {
-        let number = self.last_request_number.fetch_add(1, Ordering::SeqCst) + 1;
-        let id = format!("srv-{number}");
-        let (sender, receiver) = mpsc::channel();
-        lock(&self.pending).insert(id.clone(), sender);
-        let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method});
-        if let Some(params) = params {
-            request["params"] = params;
+        let mut answers = self.ask_client_all(vec![(method, params)], cancel);
+        answers.pop().expect("one answer per request")
+    }
+
+    /// Sends every request before waiting for any answer (a client may get them together).
+    fn ask_client_all(
+        &self,
+        requests: Vec<(&str, Option<Value>)>,
+        cancel: &Cancel,
+    ) -> Vec<Result<Value, String>> {
+        let mut waiting = Vec::new();
+        for (method, params) in requests {
+            let number = self.last_request_number.fetch_add(1, Ordering::SeqCst) + 1;
+            let id = format!("srv-{number}");
+            let (sender, receiver) = mpsc::channel();
+            lock(&self.pending).insert(id.clone(), sender);
+            let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method});
+            if let Some(params) = params {
+                request["params"] = params;
+            }
+            self.send(&request);
+            waiting.push((id, method, receiver));
         }
-        self.send(&request);
-        let outcome = wait_for_client(&receiver, method, cancel);
-        lock(&self.pending).remove(&id);
-        outcome
+        waiting
+            .into_iter()
+            .map(|(id, method, receiver)| {
+                let outcome = wait_for_client(&receiver, method, cancel);
+                lock(&self.pending).remove(&id);
+                outcome
+            })
+            .collect()
     }
 
     fn warn_unless_client_supports(&self, capability: &str) {
@@ -713,6 +733,12 @@ fn tool_definitions() -> Value {
             &[],
         ),
         tool(
+            "survey",
+            "Asks the client for a name (elicitation) and a haiku (sampling) at the same time",
+            json!({}),
+            &[],
+        ),
+        tool(
             "route",
             "Echoes region and shard, two parameters mirrored into Mcp-Param-* headers \
              (x-mcp-header) by 2026-07-28 clients over HTTP",
@@ -835,6 +861,7 @@ impl<'a> ToolCall<'a> {
             "log" => self.log(),
             "ticks" => self.ticks(),
             "route" => self.route(),
+            "survey" => self.survey(),
             "sample" => self.sample(),
             "elicit" => self.elicit(),
             "roots" => self.roots(),
@@ -964,7 +991,9 @@ impl<'a> ToolCall<'a> {
                 "type": "object",
                 "properties": {"name": {"type": "string"}},
                 "required": ["name"]
-            }
+            },
+            // Names this request's key for 2026-07-28 clients of mcp-proxy (inputRequests).
+            "_meta": {"dev.mcp-proxy/inputKey": "name"}
         });
         let elicited = self
             .server
@@ -972,6 +1001,35 @@ impl<'a> ToolCall<'a> {
         Ok(match elicited {
             Ok(result) => text_result(result.to_string()),
             Err(reason) => error_result(format!("elicitation failed: {reason}")),
+        })
+    }
+
+    /// Asks for a name (elicitation) and a haiku (sampling) at once.
+    fn survey(&self) -> RpcResult {
+        let name = json!({
+            "message": "your name?",
+            "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}},
+            "_meta": {"dev.mcp-proxy/inputKey": "name"}
+        });
+        let haiku = json!({
+            "messages": [{"role": "user", "content": {"type": "text", "text": "a haiku"}}],
+            "maxTokens": 50,
+            "_meta": {"dev.mcp-proxy/inputKey": "haiku"}
+        });
+        let answers = self.server.ask_client_all(
+            vec![
+                ("elicitation/create", Some(name)),
+                ("sampling/createMessage", Some(haiku)),
+            ],
+            self.cancel,
+        );
+        let texts: Result<Vec<String>, String> = answers
+            .into_iter()
+            .map(|a| a.map(|v| v.to_string()))
+            .collect();
+        Ok(match texts {
+            Ok(texts) => text_result(texts.join(" | ")),
+            Err(reason) => error_result(format!("survey failed: {reason}")),
         })
     }
 

@@ -126,6 +126,8 @@ struct ClientRequest {
     method: Box<str>,
     /// While the request waits for a modern client's input: its `requestState`.
     parked: Option<String>,
+    /// A modern request's own `inputResponses` (raw JSON object): answers given in advance.
+    prefilled: Option<Box<str>>,
 }
 
 /// What `/status` tells about a server's supervision.
@@ -189,6 +191,8 @@ impl State {
 /// One configured server: its supervised child and every session using it.
 pub struct Mux {
     pub label: String,
+    /// This mux, for the timer threads it starts (an MRTR collecting window).
+    me: std::sync::Weak<Mux>,
     spec: ServerSpec,
     options: MuxOptions,
     state: Mutex<State>,
@@ -225,7 +229,8 @@ impl Mux {
     pub fn new(spec: ServerSpec, options: MuxOptions) -> Arc<Mux> {
         // Few events ever: one per child exit, and the final stop.
         let (events, events_rx) = crossbeam_channel::bounded(16);
-        Arc::new(Mux {
+        Arc::new_cyclic(|me| Mux {
+            me: me.clone(),
             label: spec.label().to_string(),
             spec,
             options,

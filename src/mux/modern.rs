@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::session::{ClientCaps, Listen, Reply, Session, SessionId};
 use super::stream::Outbound;
 use super::{Mux, Pending, Refused, State, canonical_id};
-use crate::jsonrpc::envelope::{Envelope, param_of};
+use crate::jsonrpc::envelope::Envelope;
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
 
@@ -34,6 +34,9 @@ pub struct HeaderParam {
 
 /// Every tool's header parameters, by tool name.
 pub type ToolHeaders = HashMap<String, Vec<HeaderParam>>;
+
+/// `MissingRequiredClientCapability`: the request needs a capability the client lacks.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 
 /// The protocol versions of the modern era we speak.
 pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
@@ -49,18 +52,38 @@ pub struct Input {
     params: Box<str>,
 }
 
-/// A client request the child is still working on, whose HTTP request has ended with an
-/// `InputRequiredResult`; resumed by the retry that brings back `requestState`.
+/// A client request the child is still working on, whose client must answer the child's
+/// own requests first. While `open`, the child's requests are collected (concurrent ones go
+/// out together); then the client's request ends with an `InputRequiredResult`, and the
+/// retry that brings back `requestState` resumes it.
 pub struct Parked {
     proxy_id: u64,
     method: Box<str>,
-    /// The inputs the client was asked for, answered by the retry.
+    /// The inputs the client is (or was) asked for, answered by the retry.
     asked: Vec<Input>,
-    /// Inputs the child asked for after the `InputRequiredResult` went out: the next round.
-    queued: Vec<Input>,
+    /// Still collecting: the `InputRequiredResult` has not gone out yet.
+    open: bool,
+    /// Where the `InputRequiredResult` goes when the collecting window closes.
+    session: SessionId,
+    client_id: Box<str>,
+    reply: Reply,
     /// The child's response, when it came while the request was parked.
     response: Option<String>,
     parked_at: Instant,
+}
+
+/// What became of a request of the child aimed at a modern client's request.
+pub enum Asked {
+    /// The request answered it in advance (`inputResponses` of a fresh request): this line
+    /// goes back to the child.
+    Answered(String),
+    /// Added to an `InputRequiredResult` still being collected.
+    Collected,
+    /// The first one: a collecting window opens; close it with `close_input_window(token)`.
+    Opened(String),
+    /// The client's answer in advance is not a valid answer: the request ended with an error;
+    /// this error line goes back to the child.
+    Refused(String),
 }
 
 /// What a `subscriptions/listen` request asks for.
@@ -249,7 +272,8 @@ impl Mux {
     }
 
     /// Resumes a parked request with the client's retry (which carries `requestState` and
-    /// `inputResponses`): the answers go to the child, and the retry takes the request over.
+    /// `inputResponses`): the answers go to the child, and the retry takes the request over;
+    /// what the retry did not answer is asked again.
     pub fn resume(
         &self,
         session: SessionId,
@@ -258,72 +282,88 @@ impl Mux {
         token: &str,
     ) -> Result<(), Refused> {
         let retry_id = env.id.expect("requests have ids").get();
-        let responses = env.param("inputResponses");
+        let responses: Value = env
+            .param("inputResponses")
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or(Value::Null);
         let mut to_child = Vec::new();
         {
             let mut state = self.lock();
-            let Some(mut parked) = state.parked.remove(token) else {
-                let text = rpc::response(
-                    retry_id,
-                    rpc::INVALID_PARAMS,
+            let refuse = |state: &mut State, message: &str| {
+                let text = rpc::response(retry_id, rpc::INVALID_PARAMS, message);
+                state.deliver_reply(session, &reply, Outbound::last(text.into()));
+            };
+            let Some(mut parked) = state.parked.remove(token).filter(|p| !p.open) else {
+                refuse(
+                    &mut state,
                     "Invalid requestState: unknown, expired or already used",
                 );
-                state.deliver_reply(session, &reply, Outbound::last(text.into()));
                 return Ok(());
             };
             if *parked.method != *env.method() {
-                let text = rpc::response(
-                    retry_id,
-                    rpc::INVALID_PARAMS,
+                refuse(
+                    &mut state,
                     "Invalid requestState: it belongs to another method",
                 );
-                state.deliver_reply(session, &reply, Outbound::last(text.into()));
+                state.parked.insert(token.to_string(), parked);
+                return Ok(());
+            }
+            if let Some(input) = parked.asked.iter().find(|i| {
+                responses
+                    .get(&i.key)
+                    .is_some_and(|a| !valid_answer(&i.method, a))
+            }) {
+                let message = format!(
+                    "Invalid inputResponses: {:?} is not a {} result",
+                    input.key, input.method
+                );
+                refuse(&mut state, &message);
                 state.parked.insert(token.to_string(), parked);
                 return Ok(());
             }
             let mut missing = Vec::new();
             for input in parked.asked.drain(..) {
-                match responses.and_then(|r| param_of(r, &input.key)) {
+                match responses.get(&input.key) {
                     Some(answer) => {
-                        to_child.push(jsonrpc::result(&input.child_id, answer.get()));
+                        to_child.push(jsonrpc::result(&input.child_id, &answer.to_string()));
                     }
                     None => missing.push(input),
                 }
             }
             if !missing.is_empty() {
-                // Ask again for what the retry did not bring (the spec's "missing input").
+                // Ask again, under a fresh state, for what the retry did not bring.
+                let fresh = format!("{:032x}", crate::random::u128());
+                let result = input_required(&missing, &fresh);
+                state.deliver_reply(
+                    session,
+                    &reply,
+                    Outbound::last(jsonrpc::result(retry_id, &result).into()),
+                );
+                if let Some(Pending::Client(request)) = state.pending.get_mut(&parked.proxy_id) {
+                    request.parked = Some(fresh.clone());
+                }
                 parked.asked = missing;
-                park(&mut state, session, retry_id, &reply, parked);
+                parked.parked_at = Instant::now();
+                state.parked.insert(fresh, parked);
             } else if let Some(response) = parked.response.take() {
                 let text = with_raw_id(&response, retry_id);
                 state.deliver_reply(session, &reply, Outbound::last(text.into()));
-            } else {
-                let attached = match state.pending.get_mut(&parked.proxy_id) {
-                    Some(Pending::Client(request)) => {
-                        request.session = session;
-                        request.id = retry_id.into();
-                        request.reply = reply.clone();
-                        request.parked = None;
-                        true
-                    }
-                    _ => false,
-                };
-                if !attached {
-                    let text = rpc::response(
-                        retry_id,
-                        rpc::SERVER_UNAVAILABLE,
-                        "The MCP server no longer runs the request this requestState resumes",
-                    );
-                    state.deliver_reply(session, &reply, Outbound::last(text.into()));
-                } else {
-                    if let Some(s) = state.sessions.get_mut(&session) {
-                        s.in_flight.insert(canonical_id(retry_id), parked.proxy_id);
-                    }
-                    if !parked.queued.is_empty() {
-                        parked.asked = std::mem::take(&mut parked.queued);
-                        park(&mut state, session, retry_id, &reply, parked);
-                    }
+            } else if let Some(Pending::Client(request)) = state.pending.get_mut(&parked.proxy_id) {
+                request.session = session;
+                request.id = retry_id.into();
+                request.reply = reply.clone();
+                request.parked = None;
+                request.prefilled = None;
+                if let Some(s) = state.sessions.get_mut(&session) {
+                    s.in_flight.insert(canonical_id(retry_id), parked.proxy_id);
                 }
+            } else {
+                let text = rpc::response(
+                    retry_id,
+                    rpc::SERVER_UNAVAILABLE,
+                    "The MCP server no longer runs the request this requestState resumes",
+                );
+                state.deliver_reply(session, &reply, Outbound::last(text.into()));
             }
         }
         for line in to_child {
@@ -347,7 +387,7 @@ impl Mux {
             for token in expired {
                 let parked = state.parked.remove(&token).expect("listed above");
                 state.pending.remove(&parked.proxy_id);
-                for input in parked.asked.iter().chain(&parked.queued) {
+                for input in &parked.asked {
                     to_child.push(rpc::response(
                         &input.child_id,
                         rpc::INTERNAL_ERROR,
@@ -394,54 +434,211 @@ fn header_params(schema: &Value, path: &mut Vec<String>, found: &mut Vec<HeaderP
 }
 
 /// Turns a request of the child into an input request of the modern client whose request
-/// `proxy_id` is: the first ends that client request with an `InputRequiredResult`; later
-/// ones wait for the next round.
+/// `proxy_id` is (see [`Asked`]).
 pub(super) fn ask_for_input(
     state: &mut State,
     proxy_id: u64,
     child_id: &str,
     method: &str,
     params: Option<&str>,
-) -> bool {
+) -> Option<Asked> {
     state.next_input += 1;
-    let input = Input {
-        key: format!("{}-{}", method.replace('/', "-"), state.next_input),
+    let hint = params
+        .and_then(|p| serde_json::from_str::<Value>(p).ok())
+        .and_then(|p| p["_meta"][INPUT_KEY_HINT].as_str().map(str::to_string));
+    let key = hint.unwrap_or_else(|| format!("{}-{}", method.replace('/', "-"), state.next_input));
+    let Some(Pending::Client(request)) = state.pending.get_mut(&proxy_id) else {
+        return None;
+    };
+    // Answered in advance by the request itself?
+    if let Some(answer) = request
+        .prefilled
+        .as_deref()
+        .and_then(|all| serde_json::from_str::<Value>(all).ok())
+        .and_then(|all| all.get(&key).cloned())
+    {
+        if valid_answer(method, &answer) {
+            return Some(Asked::Answered(jsonrpc::result(
+                child_id,
+                &answer.to_string(),
+            )));
+        }
+        let (session, id, reply) = (request.session, request.id.clone(), request.reply.clone());
+        state.pending.remove(&proxy_id);
+        if let Some(s) = state.sessions.get_mut(&session) {
+            s.in_flight.remove(&canonical_id(&id));
+        }
+        let text = rpc::response(
+            &id,
+            rpc::INVALID_PARAMS,
+            &format!("Invalid inputResponses: {key:?} is not a {method} result"),
+        );
+        state.deliver_reply(session, &reply, Outbound::last(text.into()));
+        return Some(Asked::Refused(rpc::response(
+            child_id,
+            rpc::INTERNAL_ERROR,
+            "the client's answer was not valid",
+        )));
+    }
+    let mut input = Input {
+        key,
         child_id: child_id.into(),
         method: method.to_string(),
         params: params.unwrap_or("{}").into(),
     };
-    let Some(Pending::Client(request)) = state.pending.get_mut(&proxy_id) else {
-        return false;
-    };
-    if let Some(token) = &request.parked {
-        if let Some(parked) = state.parked.get_mut(token) {
-            parked.queued.push(input);
-            return true;
+    if let Some(token) = request.parked.clone() {
+        let parked = state.parked.get_mut(&token)?;
+        if !parked.open {
+            return None;
         }
-        return false;
+        if parked.asked.iter().any(|i| i.key == input.key) {
+            input.key = format!("{}-{}", input.key, state.next_input);
+        }
+        parked.asked.push(input);
+        return Some(Asked::Collected);
     }
-    let (session, id, reply) = (request.session, request.id.clone(), request.reply.clone());
+    let token = format!("{:032x}", crate::random::u128());
+    request.parked = Some(token.clone());
     let parked = Parked {
         proxy_id,
         method: request.method.clone(),
         asked: vec![input],
-        queued: Vec::new(),
+        open: true,
+        session: request.session,
+        client_id: request.id.clone(),
+        reply: request.reply.clone(),
         response: None,
         parked_at: Instant::now(),
     };
-    if let Some(s) = state.sessions.get_mut(&session) {
-        s.in_flight.remove(&canonical_id(&id));
-    }
-    park(state, session, &id, &reply, parked);
-    true
+    state.parked.insert(token.clone(), parked);
+    Some(Asked::Opened(token))
 }
 
-/// Ends the client's request `id` with an `InputRequiredResult` asking `parked.asked`, and
-/// keeps the request parked under a fresh `requestState`.
-fn park(state: &mut State, session: SessionId, id: &str, reply: &Reply, parked: Parked) {
-    let token = format!("{:032x}", crate::random::u128());
-    let requests: Vec<String> = parked
-        .asked
+/// `_meta` key by which a child (of the session era) names its request's key in the modern
+/// client's `inputRequests`; without it the proxy makes one up.
+pub const INPUT_KEY_HINT: &str = "dev.mcp-proxy/inputKey";
+
+/// Whether `answer` has the shape of a result of `method` (an invalid one is refused, as
+/// SEP-2322 asks servers to validate input responses).
+fn valid_answer(method: &str, answer: &Value) -> bool {
+    match method {
+        "elicitation/create" => answer.get("action").is_some_and(Value::is_string),
+        "sampling/createMessage" => answer.get("role").is_some() && answer.get("content").is_some(),
+        "roots/list" => answer.get("roots").is_some_and(Value::is_array),
+        _ => answer.is_object(),
+    }
+}
+
+impl Mux {
+    /// Closes the collecting window of `token` after [`limits::INPUT_BATCH_WINDOW`], so that
+    /// requests the child sends together reach the client in one `InputRequiredResult`.
+    pub(super) fn close_input_window_soon(&self, token: String) {
+        let Some(mux) = self.me.upgrade() else { return };
+        let spawned = std::thread::Builder::new()
+            .name("input-window".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                // A timer: nothing to wait for but the time itself.
+                std::thread::sleep(limits::INPUT_BATCH_WINDOW);
+                mux.close_input_window(&token);
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start a timer thread ({e}); asking for input at once");
+            if let Some(mux) = self.me.upgrade() {
+                // Recovered from the failed closure: the token moved into it, so re-derive.
+                let open: Vec<String> = mux
+                    .lock()
+                    .parked
+                    .iter()
+                    .filter(|(_, p)| p.open)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for token in open {
+                    mux.close_input_window(&token);
+                }
+            }
+        }
+    }
+
+    /// The newest modern request lacks the capability the child's request needs: it ends
+    /// with `MissingRequiredClientCapability` (-32021), the child's request is refused and the
+    /// child's work on it cancelled. Returns the lines for the child (sent by the caller once
+    /// the state lock is released).
+    pub(super) fn missing_capability(
+        &self,
+        state: &mut State,
+        proxy_id: u64,
+        child_id: &str,
+        method: &str,
+    ) -> Vec<String> {
+        let mut to_child = Vec::new();
+        let capability = match method {
+            "sampling/createMessage" => "sampling",
+            "elicitation/create" => "elicitation",
+            "roots/list" => "roots",
+            other => other,
+        };
+        if let Some(Pending::Client(request)) = state.pending.remove(&proxy_id) {
+            if let Some(s) = state.sessions.get_mut(&request.session) {
+                s.in_flight.remove(&canonical_id(&request.id));
+            }
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{MISSING_REQUIRED_CLIENT_CAPABILITY},"message":"Missing required client capability: {capability}","data":{{"requiredCapabilities":{{"{capability}":{{}}}}}}}}}}"#,
+                request.id
+            );
+            state.deliver_reply(request.session, &request.reply, Outbound::last(text.into()));
+            // The child will answer the cancelled request, or not; either way nobody waits.
+            to_child.push(jsonrpc::notification(
+                "notifications/cancelled",
+                &format!(r#"{{"requestId":{proxy_id},"reason":"the client lacks {capability}"}}"#),
+            ));
+        }
+        to_child.insert(
+            0,
+            rpc::response(
+                child_id,
+                rpc::METHOD_NOT_FOUND,
+                &format!("the client did not declare the {capability} capability"),
+            ),
+        );
+        to_child
+    }
+
+    /// Ends the collecting window of parked request `token`: its client's request ends with
+    /// an `InputRequiredResult` asking for everything collected.
+    pub(super) fn close_input_window(&self, token: &str) {
+        let mut state = self.lock();
+        let Some(parked) = state.parked.get_mut(token) else {
+            return;
+        };
+        if !parked.open {
+            return;
+        }
+        parked.open = false;
+        let (session, id, reply) = (
+            parked.session,
+            parked.client_id.clone(),
+            parked.reply.clone(),
+        );
+        let result = input_required(&parked.asked, token);
+        debug!(
+            "session {session}: request {id} needs input ({} request(s)); parked",
+            parked.asked.len()
+        );
+        if let Some(s) = state.sessions.get_mut(&session) {
+            s.in_flight.remove(&canonical_id(&id));
+        }
+        state.deliver_reply(
+            session,
+            &reply,
+            Outbound::last(jsonrpc::result(&id, &result).into()),
+        );
+    }
+}
+
+/// The `InputRequiredResult` asking for `inputs`, to be resumed with `token`.
+fn input_required(inputs: &[Input], token: &str) -> String {
+    let requests: Vec<String> = inputs
         .iter()
         .map(|i| {
             format!(
@@ -452,23 +649,10 @@ fn park(state: &mut State, session: SessionId, id: &str, reply: &Reply, parked: 
             )
         })
         .collect();
-    let result = format!(
+    format!(
         r#"{{"resultType":"input_required","inputRequests":{{{}}},"requestState":"{token}"}}"#,
         requests.join(",")
-    );
-    debug!(
-        "session {session}: request {id} needs input ({} request(s)); parked",
-        parked.asked.len()
-    );
-    if let Some(Pending::Client(request)) = state.pending.get_mut(&parked.proxy_id) {
-        request.parked = Some(token.clone());
-    }
-    state.deliver_reply(
-        session,
-        reply,
-        Outbound::last(jsonrpc::result(id, &result).into()),
-    );
-    state.parked.insert(token, parked);
+    )
 }
 
 /// Keeps the child's response for the retry of a parked request.

@@ -111,6 +111,10 @@ impl Mux {
                     sent_at: Instant::now(),
                     method: env.method().into(),
                     parked: None,
+                    prefilled: env
+                        .param("inputResponses")
+                        .filter(|r| r.get().starts_with('{'))
+                        .map(|r| r.get().into()),
                 }),
             );
             to_child
@@ -476,29 +480,43 @@ impl Mux {
             let _ = self.try_send_to_child(jsonrpc::result(raw_id, "{}"));
             return;
         }
-        let message: Arc<str> = line.into();
+        let mut to_child: Vec<String> = Vec::new();
+        let mut window = None;
         let delivered = {
             let mut state = self.lock();
-            let target = pick_session_for(&state, method);
-            match target {
+            match pick_session_for(&state, method) {
                 Some(Target::Input(proxy_id)) => {
                     let session = match state.pending.get(&proxy_id) {
                         Some(Pending::Client(r)) => Some(r.session),
                         _ => None,
                     };
                     let params = env.params.map(|p| p.get());
-                    let asked = modern::ask_for_input(&mut state, proxy_id, raw_id, method, params);
-                    session.filter(|_| asked)
+                    match modern::ask_for_input(&mut state, proxy_id, raw_id, method, params) {
+                        Some(modern::Asked::Answered(line) | modern::Asked::Refused(line)) => {
+                            to_child.push(line);
+                            session
+                        }
+                        Some(modern::Asked::Collected) => session,
+                        Some(modern::Asked::Opened(token)) => {
+                            window = Some(token);
+                            session
+                        }
+                        None => None,
+                    }
+                }
+                Some(Target::MissingCapability(proxy_id)) => {
+                    to_child = self.missing_capability(&mut state, proxy_id, raw_id, method);
+                    None
                 }
                 Some(Target::Session(session, reply)) => {
                     state.child_requests.insert(canonical_id(raw_id), session);
                     let sent = match reply {
                         Some(reply) => {
-                            state.deliver_reply(session, &reply, Outbound::message(message))
+                            state.deliver_reply(session, &reply, Outbound::message(line.into()))
                         }
                         None => {
                             let s = state.sessions.get_mut(&session).expect("picked session");
-                            s.deliver_unrelated(session, message);
+                            s.deliver_unrelated(session, line.into());
                             true
                         }
                     };
@@ -510,6 +528,15 @@ impl Mux {
                 None => None,
             }
         };
+        if let Some(token) = window {
+            self.close_input_window_soon(token);
+        }
+        if !to_child.is_empty() {
+            for line in to_child {
+                let _ = self.try_send_to_child(line); // logged there when it cannot go
+            }
+            return;
+        }
         match delivered {
             Some(session) => debug!(
                 "server {:?}: request {method} {raw_id} -> session {session}",
@@ -639,11 +666,20 @@ fn pick_session_for(state: &State, method: &str) -> Option<Target> {
         let Some(session) = state.sessions.get(&request.session) else {
             continue;
         };
-        if !session.initialized || !session.caps.accepts(method) || request.parked.is_some() {
+        if !session.initialized {
             continue;
         }
         if session.modern {
-            return Some(Target::Input(*proxy_id));
+            // The newest modern request: its client either can answer, or is told it must be
+            // able to (a 2026-07-28 server names the capability it misses).
+            return Some(if session.caps.accepts(method) {
+                Target::Input(*proxy_id)
+            } else {
+                Target::MissingCapability(*proxy_id)
+            });
+        }
+        if !session.caps.accepts(method) || request.parked.is_some() {
+            continue;
         }
         if request.reply.carries_related() {
             return Some(Target::Session(
@@ -668,6 +704,8 @@ enum Target {
     Session(SessionId, Option<Reply>),
     /// A modern client: the request becomes an input request of its request `proxy_id`.
     Input(u64),
+    /// A modern client's request `proxy_id` whose client did not declare the capability.
+    MissingCapability(u64),
 }
 
 /// Delivers a message meant for a session as a whole: on the stream of its most recent request

@@ -32,6 +32,7 @@ pub const HEADER_MISMATCH: i64 = -32020;
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// Methods that exist only in the session era: a modern client gets 404 for them.
 const LEGACY_ONLY: [&str; 6] = [
@@ -111,12 +112,27 @@ impl Rejection {
 fn validate(rq: &Request, env: &Envelope<'_>, mux: &Mux) -> Result<(), Rejection> {
     let header = request_header(rq, "MCP-Protocol-Version").map(str::trim);
     let body = body_version(env);
-    match (header, body.as_deref()) {
-        (None, _) => {
-            return Err(Rejection::mismatch(
-                "Header mismatch: the MCP-Protocol-Version header is required".into(),
-            ));
+    if header.is_none() {
+        return Err(Rejection::mismatch(
+            "Header mismatch: the MCP-Protocol-Version header is required".into(),
+        ));
+    }
+    if env.kind == Kind::Request {
+        let meta = env.param("_meta");
+        let missing: Vec<&str> = [VERSION_KEY, CAPABILITIES_KEY]
+            .into_iter()
+            .filter(|key| meta.and_then(|m| param_of(m, key)).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Rejection {
+                status: 400,
+                code: rpc::INVALID_PARAMS,
+                message: format!("Invalid params: missing _meta keys: {}", missing.join(", ")),
+                data: None,
+            });
         }
+    }
+    match (header, body.as_deref()) {
         (Some(h), Some(b)) if h != b => {
             return Err(Rejection::mismatch(format!(
                 "Header mismatch: MCP-Protocol-Version header {h:?} does not match body value {b:?}"
@@ -167,7 +183,7 @@ fn validate(rq: &Request, env: &Envelope<'_>, mux: &Mux) -> Result<(), Rejection
     };
     if let Some(field) = name_field {
         let body_name = env.param_str(field).unwrap_or_default();
-        match request_header(rq, "Mcp-Name").map(decode_header_value) {
+        match request_header(rq, "Mcp-Name").map(|v| decode_header_value(v.trim())) {
             None => {
                 return Err(Rejection::mismatch(
                     "Header mismatch: the Mcp-Name header is required".into(),
@@ -307,7 +323,7 @@ pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, e
     }
     let meta = env.param("_meta");
     let caps = meta
-        .and_then(|m| param_of(m, "io.modelcontextprotocol/clientCapabilities"))
+        .and_then(|m| param_of(m, CAPABILITIES_KEY))
         .map(|c| ClientCaps {
             sampling: param_of(c, "sampling").is_some(),
             elicitation: param_of(c, "elicitation").is_some(),
@@ -340,7 +356,8 @@ pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, e
         Ok(()) if method == "subscriptions/listen" => listen_stream(app, rq, &rx, extra),
         Ok(()) => {
             let server_info = mux.server_info();
-            let finish = |text: &str| complete(text, method, server_info.as_deref());
+            let uri = env.param("uri").map(|u| u.get());
+            let finish = |text: &str| complete(text, method, uri, server_info.as_deref());
             reply_to(app, rq, &rx, extra, &finish);
         }
     }
@@ -439,7 +456,12 @@ fn listen_stream(app: &App, rq: Request, rx: &Receiver<Outbound>, extra: &Extra)
 /// The child's final message as a modern client expects it: `resultType` on a result (and
 /// the caching fields and `serverInfo` where due), -32002 as -32602, and the HTTP status
 /// (404 for an unknown method).
-pub fn complete(text: &str, method: &str, server_info: Option<&str>) -> (u16, String) {
+pub fn complete(
+    text: &str,
+    method: &str,
+    uri: Option<&str>,
+    server_info: Option<&str>,
+) -> (u16, String) {
     let Ok(env) = Envelope::parse(text) else {
         return (200, text.to_string());
     };
@@ -447,9 +469,9 @@ pub fn complete(text: &str, method: &str, server_info: Option<&str>) -> (u16, St
         let code = param_of(error, "code").map(|c| c.get());
         return match code {
             Some("-32601") => (404, text.to_string()),
-            Some("-32002") if method == "resources/read" => {
-                let span = span_of(text, param_of(error, "code").expect("seen").get());
-                (200, splice(text, &mut [(span, "-32602")]))
+            Some("-32020" | "-32021" | "-32022") => (400, text.to_string()),
+            Some("-32002" | "-32602") if method == "resources/read" => {
+                (200, resource_not_found(text, error, uri))
             }
             _ => (200, text.to_string()),
         };
@@ -489,6 +511,26 @@ pub fn complete(text: &str, method: &str, server_info: Option<&str>) -> (u16, St
     (200, splice(text, &mut [(at..at, &insert)]))
 }
 
+/// A resource that does not exist: -32602 with `data.uri` in 2026-07-28 (-32002 before).
+fn resource_not_found(
+    text: &str,
+    error: &serde_json::value::RawValue,
+    uri: Option<&str>,
+) -> String {
+    let code = param_of(error, "code").expect("matched on it");
+    let mut edits = vec![(span_of(text, code.get()), "-32602".to_string())];
+    if let Some(uri) = uri
+        && param_of(error, "data").is_none()
+    {
+        let raw = error.get();
+        let at = span_of(text, raw).end - 1; // before the error object's closing brace
+        edits.push((at..at, format!(r#","data":{{"uri":{uri}}}"#)));
+    }
+    let mut borrowed: Vec<(std::ops::Range<usize>, &str)> =
+        edits.iter().map(|(r, s)| (r.clone(), s.as_str())).collect();
+    splice(text, &mut borrowed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +540,7 @@ mod tests {
         let (status, text) = complete(
             r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#,
             "tools/list",
+            None,
             Some(r#"{"name":"s","version":"1"}"#),
         );
         assert_eq!(status, 200);
@@ -514,23 +557,26 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
             "tools/call",
             None,
+            None,
         );
         assert_eq!(
             text,
             r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#
         );
         let kept = r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}}"#;
-        assert_eq!(complete(kept, "tools/call", None).1, kept);
+        assert_eq!(complete(kept, "tools/call", None, None).1, kept);
     }
 
     #[test]
     fn errors_map_to_the_modern_codes_and_statuses() {
         let unknown = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
-        assert_eq!(complete(unknown, "x/y", None).0, 404);
+        assert_eq!(complete(unknown, "x/y", None, None).0, 404);
         let missing = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32002,"message":"no"}}"#;
-        let (status, text) = complete(missing, "resources/read", None);
+        let (status, text) = complete(missing, "resources/read", Some(r#""a://b""#), None);
         assert_eq!(status, 200);
-        assert!(text.contains("-32602"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["code"], -32602);
+        assert_eq!(v["error"]["data"]["uri"], "a://b");
     }
 
     #[test]

@@ -260,7 +260,7 @@ fn a_childs_sampling_request_becomes_an_input_required_result() {
 }
 
 #[test]
-fn input_requests_are_only_for_clients_that_declared_the_capability() {
+fn a_client_without_the_capability_is_told_which_one_it_lacks() {
     let p = proxy();
     let r = call(
         &p.url("/mcp"),
@@ -269,12 +269,116 @@ fn input_requests_are_only_for_clients_that_declared_the_capability() {
         json!({"name":"elicit","arguments":{"message":"name?"}}),
         Some("elicit"),
     );
-    let v = final_message(&r);
-    assert_eq!(v["result"]["resultType"], "complete", "{v}");
-    assert_eq!(
-        v["result"]["isError"], true,
-        "the child was told no client can answer: {v}"
+    assert_eq!(r.status, 400, "{r:?}");
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], -32021, "{e}");
+    assert!(
+        e["data"]["requiredCapabilities"]["elicitation"].is_object(),
+        "{e}"
     );
+    // The child was told no; it still serves.
+    let v = final_message(&call(
+        &p.url("/mcp"),
+        json!(2),
+        "tools/call",
+        json!({"name":"echo","arguments":{"message":"ok"}}),
+        Some("echo"),
+    ));
+    assert_eq!(v["result"]["content"][0]["text"], "ok");
+}
+
+#[test]
+fn missing_meta_keys_are_invalid_params() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    for params in [
+        json!({}),
+        json!({"_meta": {"io.modelcontextprotocol/clientCapabilities": {}}}),
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": VERSION}}),
+    ] {
+        let r = request(
+            "POST",
+            &url,
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json"),
+                ("MCP-Protocol-Version", VERSION),
+                ("Mcp-Method", "server/discover"),
+            ],
+            &json!({"jsonrpc":"2.0","id":7,"method":"server/discover","params":params}).to_string(),
+        );
+        assert_eq!(r.status, 400, "{params}: {r:?}");
+        assert_eq!(r.json()["error"]["code"], -32602, "{params}");
+        assert_eq!(r.json()["id"], 7);
+    }
+}
+
+#[test]
+fn requests_the_child_sends_together_come_in_one_input_required_result() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let params = json!({"name":"survey","arguments":{},"_meta":meta(json!({"sampling":{},"elicitation":{}}))});
+    let first = final_message(&call(
+        &url,
+        json!(1),
+        "tools/call",
+        params.clone(),
+        Some("survey"),
+    ));
+    let requests = first["result"]["inputRequests"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{first}"));
+    let mut keys: Vec<&String> = requests.keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["haiku", "name"], "the child's key hints: {first}");
+    let mut retry = params;
+    retry["requestState"] = first["result"]["requestState"].clone();
+    retry["inputResponses"] = json!({
+        "name": {"action":"accept","content":{"name":"Ada"}},
+        "haiku": {"role":"assistant","content":{"type":"text","text":"pond"},"model":"m"}
+    });
+    let done = final_message(&call(&url, json!(2), "tools/call", retry, Some("survey")));
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{done}"));
+    assert!(text.contains("Ada") && text.contains("pond"), "{text}");
+}
+
+#[test]
+fn answers_given_in_advance_are_used_and_checked() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let caps = json!({"elicitation":{}});
+    let mut params = json!({"name":"elicit","arguments":{"message":"name?"},"_meta":meta(caps)});
+    params["inputResponses"] =
+        json!({"name": {"action":"accept","content":{"name":"Bo"}}, "extra": {"ignored": true}});
+    let v = final_message(&call(
+        &url,
+        json!(1),
+        "tools/call",
+        params.clone(),
+        Some("elicit"),
+    ));
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Bo")
+    );
+    // An answer of the wrong shape is refused; a wrong key is asked for again.
+    params["inputResponses"] = json!({"name": 12345});
+    let v = final_message(&call(
+        &url,
+        json!(2),
+        "tools/call",
+        params.clone(),
+        Some("elicit"),
+    ));
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    params["inputResponses"] = json!({"wrong_key": {"action":"accept"}});
+    let v = final_message(&call(&url, json!(3), "tools/call", params, Some("elicit")));
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
 }
 
 #[test]
