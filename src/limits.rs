@@ -39,6 +39,10 @@ pub const CHILD_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// its stream is closed.
 pub const STREAM_QUEUE: usize = 4096;
 
+/// Bytes waiting in one stream's queue, whatever the count (a client that stops reading
+/// while large results pile up is dropped at this point too).
+pub const STREAM_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Events kept per resumable SSE stream for a client that reconnects with `Last-Event-ID`
 /// (and, on the GET stream, for a client that has no GET connection open yet). Oldest first out.
 pub const REPLAY_EVENTS: usize = 256;

@@ -202,7 +202,7 @@ impl Session {
     pub fn push(&mut self, number: u32, message: Outbound) -> bool {
         match self.stream_mut(number) {
             Some(stream) => {
-                stream.push(message.text, message.last);
+                stream.push(message.text.clone(), message.last);
                 true
             }
             None => false,

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -15,7 +16,7 @@ use log::warn;
 use crate::limits;
 
 /// One message for a connection's writer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outbound {
     /// The JSON-RPC message (empty for a priming event or an end marker).
     pub text: Arc<str>,
@@ -23,24 +24,36 @@ pub struct Outbound {
     pub id: Option<EventId>,
     /// The stream ends after this one (the response of a POST's stream).
     pub last: bool,
+    /// The byte count of the channel this message waits in: it gives its bytes back when the
+    /// writer is done with it (dropped).
+    queued: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        if let Some(queued) = &self.queued {
+            queued.fetch_sub(self.text.len(), Ordering::Relaxed);
+        }
+    }
 }
 
 impl Outbound {
-    pub fn message(text: Arc<str>) -> Outbound {
+    fn new(text: Arc<str>, id: Option<EventId>, last: bool) -> Outbound {
         Outbound {
             text,
-            id: None,
-            last: false,
+            id,
+            last,
+            queued: None,
         }
+    }
+
+    pub fn message(text: Arc<str>) -> Outbound {
+        Outbound::new(text, None, false)
     }
 
     /// The response a stream was opened for: the stream may end after it.
     pub fn last(text: Arc<str>) -> Outbound {
-        Outbound {
-            text,
-            id: None,
-            last: true,
-        }
+        Outbound::new(text, None, true)
     }
 
     /// An event with an id and no data: the priming event of spec E8, or (`last`) the end
@@ -73,11 +86,13 @@ impl std::fmt::Display for EventId {
     }
 }
 
-/// The sending half of a connection's writer, with a bound on what may wait in it.
+/// The sending half of a connection's writer, with a bound on what may wait in it: in
+/// messages, and in bytes (a few large results must not pile up either).
 #[derive(Clone)]
 pub struct StreamTx {
     tx: Sender<Outbound>,
     cap: usize,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 pub enum Offer {
@@ -94,13 +109,28 @@ impl StreamTx {
     /// `offer` keeps it bounded: every send goes through it, under the mux lock.
     pub fn channel(cap: usize) -> (StreamTx, Receiver<Outbound>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        (StreamTx { tx, cap }, rx)
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        (
+            StreamTx {
+                tx,
+                cap,
+                queued_bytes,
+            },
+            rx,
+        )
     }
 
-    pub fn offer(&self, message: Outbound) -> Offer {
-        if self.tx.len() >= self.cap {
+    pub fn offer(&self, mut message: Outbound) -> Offer {
+        let bytes = self.queued_bytes.load(Ordering::Relaxed);
+        // The newest message always fits an empty channel, however large.
+        if self.tx.len() >= self.cap
+            || (bytes > 0 && bytes + message.text.len() > limits::STREAM_QUEUE_BYTES)
+        {
             return Offer::Full;
         }
+        self.queued_bytes
+            .fetch_add(message.text.len(), Ordering::Relaxed);
+        message.queued = Some(self.queued_bytes.clone());
         match self.tx.send(message) {
             Ok(()) => Offer::Sent,
             Err(_) => Offer::Gone,
@@ -165,11 +195,7 @@ impl EventStream {
             stream: self.number,
             seq,
         };
-        self.offer(Outbound {
-            text,
-            id: Some(id),
-            last,
-        })
+        self.offer(Outbound::new(text, Some(id), last))
     }
 
     fn offer(&mut self, message: Outbound) -> bool {
@@ -206,14 +232,11 @@ impl EventStream {
         let after = after.unwrap_or(self.offered);
         self.writer = Some(writer);
         if priming {
-            self.offer(Outbound {
-                text: "".into(),
-                id: Some(EventId {
-                    stream: self.number,
-                    seq: after,
-                }),
-                last: false,
-            });
+            let id = EventId {
+                stream: self.number,
+                seq: after,
+            };
+            self.offer(Outbound::new("".into(), Some(id), false));
         }
         if let Some((first, _, _)) = self.events.front()
             && *first > after + 1
@@ -237,16 +260,12 @@ impl EventStream {
                 stream: self.number,
                 seq,
             });
-            if !self.offer(Outbound { text, id, last }) {
+            if !self.offer(Outbound::new(text, id, last)) {
                 return;
             }
         }
         if self.finished_at.is_some() && !ended {
-            self.offer(Outbound {
-                text: "".into(),
-                id: None,
-                last: true,
-            });
+            self.offer(Outbound::new("".into(), None, true));
         }
     }
 
