@@ -12,6 +12,10 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// `uvx`/`npx` servers download packages on first start, so this is generous.
 pub const CHILD_INIT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a child may take to answer the `server/discover` probe before it is taken for a
+/// child of the session era (which some do not answer before `initialize`).
+pub const CHILD_DISCOVER_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// First delay before restarting a child that exited or failed to start; it doubles with
 /// each failure in a row, up to [`CHILD_RESTART_MAX_DELAY`].
 pub const CHILD_RESTART_MIN_DELAY: Duration = Duration::from_millis(250);

@@ -22,6 +22,7 @@ pub mod session;
 pub mod stream;
 
 mod modern;
+mod modern_child;
 mod pool;
 mod route;
 mod supervise;
@@ -101,8 +102,12 @@ impl Status {
 
 /// The child's answer to our `initialize`, served to every session.
 struct InitCache {
+    /// An `initialize` result (for a 2026-07-28 child: made from its `server/discover`).
     result: serde_json::Map<String, Value>,
     has_logging: bool,
+    /// The child speaks 2026-07-28: no handshake, `_meta` on every request, no requests of
+    /// its own (input-required results instead), change notifications on a listen stream.
+    modern: bool,
 }
 
 enum Pending {
@@ -128,6 +133,8 @@ struct ClientRequest {
     parked: Option<String>,
     /// A modern request's own `inputResponses` (raw JSON object): answers given in advance.
     prefilled: Option<Box<str>>,
+    /// The request as a 2026-07-28 child got it, to send again with a client's input.
+    sent: Option<Box<str>>,
 }
 
 /// What `/status` tells about a server's supervision.
@@ -161,6 +168,13 @@ struct State {
     parked: HashMap<String, modern::Parked>,
     /// Numbers the keys of input requests.
     next_input: u64,
+    /// Whether the child speaks 2026-07-28, once known (kept across restarts: no re-probing).
+    child_modern: Option<bool>,
+    /// The proxy's own `subscriptions/listen` at a 2026-07-28 child.
+    listen_id: Option<u64>,
+    /// Input requests of a 2026-07-28 child at session-era clients: request id → round.
+    input_waits: HashMap<String, u64>,
+    input_rounds: HashMap<u64, modern_child::InputRound>,
     /// The child's tools' `x-mcp-header` parameters, by tool name; `None` until asked for and
     /// after the child's tool list changed.
     tool_headers: Option<Arc<modern::ToolHeaders>>,
@@ -248,6 +262,10 @@ impl Mux {
                 parked: HashMap::new(),
                 next_input: 0,
                 tool_headers: None,
+                child_modern: None,
+                listen_id: None,
+                input_waits: HashMap::new(),
+                input_rounds: HashMap::new(),
             }),
             status_changed: Condvar::new(),
             next_id: AtomicU64::new(0),
@@ -373,6 +391,7 @@ impl Mux {
     pub fn close_session(&self, id: SessionId, reason: &str) {
         let mut to_child = Vec::new();
         let mut abandoned = Vec::new();
+        let mut renew_listen = false;
         {
             let mut state = self.lock();
             let Some(session) = state.sessions.remove(&id) else {
@@ -401,8 +420,14 @@ impl Mux {
                     "the client session that received this request has closed",
                 ));
             }
+            let modern_child = state.init.as_ref().is_some_and(|i| i.modern);
             for uri in &session.subscriptions {
-                if release_subscription(&mut state.subscriptions, uri) {
+                if !release_subscription(&mut state.subscriptions, uri) {
+                    continue; // another session still holds it
+                }
+                if modern_child {
+                    renew_listen = true;
+                } else {
                     let id = self.next_id();
                     state.pending.insert(id, Pending::Internal(None));
                     to_child.push(jsonrpc::request(
@@ -428,6 +453,9 @@ impl Mux {
         for line in to_child {
             // The child may be gone or stuck; nothing to tell the departed client either way.
             let _ = self.send_to_child(line);
+        }
+        if renew_listen {
+            self.renew_listen();
         }
     }
 

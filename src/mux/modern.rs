@@ -262,13 +262,24 @@ impl Mux {
             let ack = jsonrpc::notification("notifications/subscriptions/acknowledged", &params);
             state.deliver_reply(session, &reply, Outbound::message(ack.into()));
         }
-        for uri in subscribe {
-            self.fire_and_forget(
-                "resources/subscribe",
-                &format!(r#"{{"uri":{}}}"#, jsonrpc::quote(&uri)),
-            );
+        if self.child_is_modern() {
+            if !subscribe.is_empty() {
+                self.renew_listen();
+            }
+        } else {
+            for uri in subscribe {
+                self.fire_and_forget(
+                    "resources/subscribe",
+                    &format!(r#"{{"uri":{}}}"#, jsonrpc::quote(&uri)),
+                );
+            }
         }
         Ok(())
+    }
+
+    /// Whether `token` is a `requestState` of the proxy's own (not of a 2026-07-28 child's).
+    pub fn owns_request_state(&self, token: &str) -> bool {
+        self.lock().parked.contains_key(token)
     }
 
     /// Resumes a parked request with the client's retry (which carries `requestState` and

@@ -9,14 +9,14 @@ use std::time::Instant;
 use log::{debug, warn};
 use serde_json::Value;
 
-use super::modern;
+use super::{modern, modern_child};
 use super::session::{self, ClientCaps, Reply, SessionId};
 use super::stream::Outbound;
 use super::{
     ClientRequest, Mux, Pending, Refused, State, canonical_id, release_subscription,
     send_with_timeout, truncate,
 };
-use crate::jsonrpc::envelope::{self, Envelope, span_of, splice};
+use crate::jsonrpc::envelope::{self, Envelope, param_of, span_of, splice};
 use crate::jsonrpc::{self, Kind, error as rpc};
 
 impl Mux {
@@ -52,6 +52,19 @@ impl Mux {
         reply: Reply,
     ) -> Result<(), Refused> {
         let id = env.id.expect("requests have ids").get();
+        if self.child_is_modern() {
+            // Methods of the session era that a 2026-07-28 child does not have.
+            match env.method() {
+                "ping" => {
+                    self.answer(session, &reply, jsonrpc::result(id, "{}"));
+                    return Ok(());
+                }
+                "resources/subscribe" | "resources/unsubscribe" => {
+                    return self.subscribe_here(session, id, env, &reply);
+                }
+                _ => {}
+            }
+        }
         match env.method() {
             "initialize" => return self.answer_initialize(session, id, env, &reply),
             "logging/setLevel" => {
@@ -91,14 +104,19 @@ impl Mux {
         if let Some(token) = token {
             edits.push((span_of(text, token.get()), proxy_text.as_str()));
         }
-        let line = splice(text, &mut edits);
+        let mut line = splice(text, &mut edits);
         let to_child = {
             let mut state = self.lock();
             let to_child = self.running_sender(&state)?;
+            let modern_child = state.init.as_ref().is_some_and(|i| i.modern);
             let s = state
                 .sessions
                 .get_mut(&session)
                 .ok_or(Refused::UnknownSession)?;
+            if modern_child && !s.modern {
+                line = modern_child::add_to_meta(&line, &modern_child::meta_fields(s));
+            }
+            let sent = modern_child.then(|| line.clone().into_boxed_str());
             s.in_flight.insert(canonical_id(client_id), proxy_id);
             state.pending.insert(
                 proxy_id,
@@ -115,6 +133,7 @@ impl Mux {
                         .param("inputResponses")
                         .filter(|r| r.get().starts_with('{'))
                         .map(|r| r.get().into()),
+                    sent,
                 }),
             );
             to_child
@@ -170,6 +189,8 @@ impl Mux {
             s.caps = caps;
             s.initialized = true;
             s.protocol_version = Some(version.to_string());
+            s.caps_raw = env.param("capabilities").map(|c| c.get().into());
+            s.client_info_raw = env.param("clientInfo").map(|c| c.get().into());
             init
         };
         let mut result = init.result.clone();
@@ -217,7 +238,8 @@ impl Mux {
                 .filter(|s| !s.modern)
                 .filter_map(|s| s.log_level)
                 .min();
-            if most_verbose != state.child_log_level {
+            let modern_child = state.init.as_ref().is_some_and(|i| i.modern);
+            if most_verbose != state.child_log_level && !modern_child {
                 state.child_log_level = most_verbose;
                 let proxy_id = self.next_id();
                 state.pending.insert(proxy_id, Pending::Internal(None));
@@ -321,11 +343,60 @@ impl Mux {
             // The child had its own from us at start-up.
             "notifications/initialized" => Ok(()),
             "notifications/cancelled" => self.client_cancelled(session, text, env),
+            // A 2026-07-28 child takes no other notification (roots changes, progress of our
+            // requests: it sends no requests).
+            _ if self.child_is_modern() => Ok(()),
             _ => {
                 let to_child = self.running_sender(&self.lock())?;
                 send_with_timeout(&to_child, text.to_string())
             }
         }
+    }
+
+    /// Whether the child speaks 2026-07-28.
+    pub fn child_is_modern(&self) -> bool {
+        self.lock().init.as_ref().is_some_and(|i| i.modern)
+    }
+
+    /// `resources/(un)subscribe` of a session-era client at a 2026-07-28 child: kept here,
+    /// and carried by the proxy's own listen stream at the child.
+    fn subscribe_here(
+        &self,
+        session: SessionId,
+        id: &str,
+        env: &Envelope<'_>,
+        reply: &Reply,
+    ) -> Result<(), Refused> {
+        let Some(uri) = env.param_str("uri") else {
+            let text = rpc::response(id, rpc::INVALID_PARAMS, "uri is required");
+            self.answer(session, reply, text);
+            return Ok(());
+        };
+        let changed = {
+            let mut state = self.lock();
+            let s = state
+                .sessions
+                .get_mut(&session)
+                .ok_or(Refused::UnknownSession)?;
+            if env.method() == "resources/subscribe" {
+                if s.subscriptions.insert(uri.clone()) {
+                    let count = state.subscriptions.entry(uri).or_insert(0);
+                    *count += 1;
+                    *count == 1
+                } else {
+                    false
+                }
+            } else if s.subscriptions.remove(&uri) {
+                release_subscription(&mut state.subscriptions, &uri)
+            } else {
+                false
+            }
+        };
+        if changed {
+            self.renew_listen();
+        }
+        self.answer(session, reply, jsonrpc::result(id, "{}"));
+        Ok(())
     }
 
     /// Maps the cancelled request's id to the proxy id, answers the waiting reply at once.
@@ -370,7 +441,11 @@ impl Mux {
         text: &str,
         env: &Envelope<'_>,
     ) -> Result<(), Refused> {
-        let id = canonical_id(env.id.expect("responses have ids").get());
+        let raw_id = env.id.expect("responses have ids").get();
+        if self.input_answered(session, raw_id, env) {
+            return Ok(());
+        }
+        let id = canonical_id(raw_id);
         let to_child = {
             let mut state = self.lock();
             if state.child_requests.get(&id) != Some(&session) {
@@ -437,6 +512,23 @@ impl Mux {
                 // Its client waits to retry with input it was asked for: keep it for the retry.
                 let token = request.parked.as_deref().expect("checked");
                 modern::keep_response(&mut state, token, line);
+            }
+            Some(Pending::Client(request))
+                if request.sent.is_some()
+                    && env.result.is_some_and(|r| {
+                        param_of(r, "resultType").map(|t| t.get()) == Some("\"input_required\"")
+                    })
+                    && state.sessions.get(&request.session).is_some_and(|s| !s.modern) =>
+            {
+                // A 2026-07-28 child needs a session-era client's input: ask the client.
+                let result: Value = serde_json::from_str(env.result.expect("checked").get())
+                    .unwrap_or_default();
+                let (session, id, reply) =
+                    (request.session, request.id.clone(), request.reply.clone());
+                if let Err(why) = modern_child::ask_session_client(&mut state, request, &result) {
+                    let text = rpc::response(&id, rpc::INTERNAL_ERROR, &why);
+                    state.deliver_reply(session, &reply, Outbound::last(text.into()));
+                }
             }
             Some(Pending::Client(request)) => {
                 let text = envelope::with_id(line, env, &request.id);
@@ -559,6 +651,8 @@ impl Mux {
     fn child_notification(&self, line: &str, env: &Envelope<'_>) {
         match env.method() {
             "notifications/progress" => self.child_progress(line, env),
+            // The acknowledgement of the proxy's own listen stream at a 2026-07-28 child.
+            "notifications/subscriptions/acknowledged" => {}
             "notifications/message" => {
                 let level = env.param_str("level");
                 let message: Arc<str> = line.into();

@@ -102,6 +102,10 @@ pub struct Session {
     pub last_used: Instant,
     /// A 2026-07-28 request (stateless: one request, one session), not a handshake session.
     pub modern: bool,
+    /// The capabilities and `clientInfo` the client declared, raw JSON (for a 2026-07-28
+    /// child, which wants them on every request).
+    pub caps_raw: Option<Box<str>>,
+    pub client_info_raw: Option<Box<str>>,
     /// A 2026-07-28 `subscriptions/listen` stream this session holds open.
     pub listen: Option<Listen>,
 }
@@ -140,6 +144,8 @@ impl Session {
             in_flight: HashMap::new(),
             last_used: Instant::now(),
             modern: false,
+            caps_raw: None,
+            client_info_raw: None,
             listen: None,
         }
     }

@@ -12,12 +12,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use serde_json::Value;
 
 use super::route::deliver_to_session;
 use super::stream::Outbound;
-use super::{ChildEvents, InitCache, Mux, Pending, Refused, Status};
+use super::{ChildEvents, InitCache, Mux, Pending, Refused, Status, modern_child};
 use crate::child::ChildProcess;
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
@@ -248,13 +248,21 @@ impl Mux {
             state.health.last_error = None;
         }
         self.status_changed.notify_all();
+        if cache.modern {
+            // Change notifications of a 2026-07-28 child come on a listen stream of ours.
+            self.lock().listen_id = None;
+            self.renew_listen();
+        }
         if !first {
             self.after_restart(&cache);
         }
         Ok(child)
     }
 
-    /// Our `initialize` and `notifications/initialized`; the child's result, cached.
+    /// Learns what the child is and caches it: a 2026-07-28 child answers `server/discover`
+    /// (asked first, as the spec's stdio backward-compatibility rule says); any other answer,
+    /// or none within a short wait, means a child of the session era, which gets our
+    /// `initialize` and `notifications/initialized`. The era found is kept for restarts.
     /// `Err(None)`: a stop was asked meanwhile.
     fn handshake(
         &self,
@@ -262,23 +270,43 @@ impl Mux {
         child: &ChildProcess,
         events: &Receiver<Event>,
     ) -> Result<InitCache, Option<String>> {
+        if self.lock().child_modern != Some(false) {
+            let params = modern_child::discover_params();
+            let answer = self.ask_during_handshake(
+                to_child,
+                events,
+                "server/discover",
+                &params,
+                limits::CHILD_DISCOVER_TIMEOUT,
+            );
+            match answer {
+                Answer::Response(response) => {
+                    if let Some(cache) = modern_child::cache_from_discover(&response) {
+                        self.lock().child_modern = Some(true);
+                        return Ok(cache);
+                    }
+                    debug!("server {:?}: not a 2026-07-28 server; initializing", self.label);
+                }
+                Answer::TimedOut => {
+                    debug!("server {:?}: no answer to server/discover; initializing", self.label)
+                }
+                Answer::Stop => return Err(None),
+                Answer::Exited => return Err(Some(self.exited_during("server/discover", child))),
+            }
+            self.lock().child_modern = Some(false);
+        }
         let params = format!(
             r#"{{"protocolVersion":"{}","capabilities":{{"roots":{{"listChanged":true}},"sampling":{{}},"elicitation":{{}}}},"clientInfo":{{"name":"mcp-proxy","version":"{}"}}}}"#,
             jsonrpc::LATEST_VERSION,
             env!("CARGO_PKG_VERSION")
         );
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let id = self.next_id();
-        self.lock().pending.insert(id, Pending::Internal(Some(tx)));
-        let sent = super::send_with_timeout(
+        let answer = self.ask_during_handshake(
             to_child,
-            jsonrpc::request(&id.to_string(), "initialize", &params),
+            events,
+            "initialize",
+            &params,
+            limits::CHILD_INIT_TIMEOUT,
         );
-        let answer = match sent {
-            Ok(()) => self.await_answer(&rx, events),
-            Err(_) => Answer::Exited,
-        };
-        self.lock().pending.remove(&id);
         let response = match answer {
             Answer::Response(response) => response,
             Answer::Stop => return Err(None),
@@ -288,12 +316,7 @@ impl Mux {
                     limits::CHILD_INIT_TIMEOUT.as_secs()
                 )));
             }
-            Answer::Exited => {
-                let how = child
-                    .wait_exit(limits::CHILD_STOP_GRACE)
-                    .unwrap_or_else(|| "its stdin closed".into());
-                return Err(Some(format!("exited before answering initialize ({how})")));
-            }
+            Answer::Exited => return Err(Some(self.exited_during("initialize", child))),
         };
         let cache = parse_initialize_response(&response).map_err(Some)?;
         super::send_with_timeout(
@@ -304,9 +327,42 @@ impl Mux {
         Ok(cache)
     }
 
+    fn exited_during(&self, method: &str, child: &ChildProcess) -> String {
+        let how = child
+            .wait_exit(limits::CHILD_STOP_GRACE)
+            .unwrap_or_else(|| "its stdin closed".into());
+        format!("exited before answering {method} ({how})")
+    }
+
+    /// One request of the handshake, and its answer (or the child's exit, a stop, a timeout).
+    fn ask_during_handshake(
+        &self,
+        to_child: &Sender<String>,
+        events: &Receiver<Event>,
+        method: &str,
+        params: &str,
+        timeout: Duration,
+    ) -> Answer {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = self.next_id();
+        self.lock().pending.insert(id, Pending::Internal(Some(tx)));
+        let sent = super::send_with_timeout(to_child, jsonrpc::request(&id.to_string(), method, params));
+        let answer = match sent {
+            Ok(()) => self.await_answer(&rx, events, timeout),
+            Err(_) => Answer::Exited,
+        };
+        self.lock().pending.remove(&id);
+        answer
+    }
+
     /// Waits for the handshake's response, the child's exit, or a stop.
-    fn await_answer(&self, rx: &Receiver<String>, events: &Receiver<Event>) -> Answer {
-        let deadline = Instant::now() + limits::CHILD_INIT_TIMEOUT;
+    fn await_answer(
+        &self,
+        rx: &Receiver<String>,
+        events: &Receiver<Event>,
+        timeout: Duration,
+    ) -> Answer {
+        let deadline = Instant::now() + timeout;
         let current = self.generation.load(Ordering::Acquire);
         loop {
             crossbeam_channel::select! {
@@ -332,6 +388,9 @@ impl Mux {
             let uris: Vec<String> = state.subscriptions.keys().cloned().collect();
             (uris, state.child_log_level)
         };
+        // A 2026-07-28 child got the subscriptions on its listen stream, and takes the log
+        // level per request.
+        let (uris, level) = if cache.modern { (Vec::new(), None) } else { (uris, level) };
         for uri in uris {
             self.fire_and_forget(
                 "resources/subscribe",
@@ -466,6 +525,7 @@ fn parse_initialize_response(response: &str) -> Result<InitCache, String> {
     Ok(InitCache {
         result,
         has_logging,
+        modern: false,
     })
 }
 

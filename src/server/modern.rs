@@ -346,7 +346,10 @@ pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, e
     let submitted = if method == "subscriptions/listen" {
         let filter = listen_filter(env);
         mux.listen(session, id, filter, reply)
-    } else if let Some(token) = env.param_str("requestState") {
+    } else if let Some(token) = env
+        .param_str("requestState")
+        .filter(|t| mux.owns_request_state(t) || !mux.child_is_modern())
+    {
         mux.resume(session, env, reply, &token)
     } else {
         mux.client_message(session, text, env, Some(reply))
