@@ -566,3 +566,105 @@ fn mcp_param_headers_must_match_the_arguments_marked_x_mcp_header() {
         assert_eq!(r.json()["error"]["code"], -32020, "{why}");
     }
 }
+
+const MODERN_CHILD: &str = env!("CARGO_BIN_EXE_mcp-modern-server");
+
+#[test]
+fn a_modern_child_serves_session_era_clients() {
+    let p = Proxy::start(&["--debug", "--port", "0", "--", MODERN_CHILD]);
+    p.wait_for_log("initialized (protocol");
+    let url = p.url("/mcp");
+    let mut c = McpClient::connect(&url, json!({"elicitation": {}}));
+    // initialize was answered from the child's server/discover.
+    let r = post_json(
+        &url,
+        &[],
+        &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":initialize_params(json!({}))}),
+    );
+    assert_eq!(
+        r.json()["result"]["serverInfo"]["name"],
+        "mcp-modern-server"
+    );
+    assert_eq!(
+        c.tool_text("echo", json!({"message": "old client"})),
+        "old client"
+    );
+    assert_eq!(c.call("ping", json!({}))["result"], json!({}));
+
+    // The child's input-required result becomes a request to this client.
+    let mut s = c.open_stream(&json!({"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"ask_name","arguments":{}}}));
+    let ask = s.next_message();
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    let answer = json!({"jsonrpc":"2.0","id":ask["id"],"result":{"action":"accept","content":{"name":"Grace"}}});
+    assert_eq!(c.post(&answer, false).status, 202);
+    let done = s.next_message();
+    assert_eq!(done["id"], "a");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "hello Grace",
+        "{done}"
+    );
+
+    // Log lines reach a session-era client (info and up by default).
+    let mut s = c.open_stream(&json!({"jsonrpc":"2.0","id":"l","method":"tools/call","params":{"name":"log","arguments":{"message":"from modern"}}}));
+    let log = s.next_message();
+    assert_eq!(log["method"], "notifications/message", "{log}");
+    assert_eq!(s.next_message()["id"], "l");
+}
+
+#[test]
+fn a_modern_child_gets_subscriptions_through_the_proxys_listen_stream() {
+    let p = Proxy::start(&["--port", "0", "--", MODERN_CHILD]);
+    let url = p.url("/mcp");
+    let mut c = McpClient::connect(&url, json!({}));
+    let sid = c.session.clone().unwrap();
+    let mut get = SseClient::get(&url, &[("Mcp-Session-Id", &sid)]);
+    assert_eq!(
+        c.call("resources/subscribe", json!({"uri": "modern://greeting"}))["result"],
+        json!({})
+    );
+    c.tool_text("notify_tools", json!({}));
+    c.tool_text("touch", json!({"uri": "modern://greeting"}));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let m = get.next_message();
+        seen.push(m["method"].as_str().unwrap().to_string());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "notifications/resources/updated",
+            "notifications/tools/list_changed"
+        ]
+    );
+}
+
+#[test]
+fn a_modern_child_serves_modern_clients_with_its_own_input_required_results() {
+    let p = Proxy::start(&["--port", "0", "--", MODERN_CHILD]);
+    let url = p.url("/mcp");
+    let caps = json!({"elicitation": {}});
+    let params = json!({"name":"ask_name","arguments":{},"_meta":meta(caps)});
+    let first = final_message(&call(
+        &url,
+        json!(1),
+        "tools/call",
+        params.clone(),
+        Some("ask_name"),
+    ));
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    assert!(
+        first["result"]["inputRequests"]["name"].is_object(),
+        "{first}"
+    );
+    let mut retry = params;
+    retry["requestState"] = first["result"]["requestState"].clone();
+    retry["inputResponses"] = json!({"name": {"action":"accept","content":{"name":"Lin"}}});
+    let done = final_message(&call(&url, json!(2), "tools/call", retry, Some("ask_name")));
+    assert_eq!(done["result"]["content"][0]["text"], "hello Lin", "{done}");
+    let d = final_message(&call(&url, json!(3), "server/discover", json!({}), None));
+    assert_eq!(
+        d["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcp-modern-server"
+    );
+}
