@@ -1,7 +1,9 @@
 //! Byte encodings shared by both modes. Pure functions; no IO.
 //! (Client mode's encoders live in `client/encoding.rs` for now; they move here next.)
 
-/// Decodes standard Base64 (RFC 4648, padding optional). `None` for anything else.
+/// Decodes standard Base64 (RFC 4648) strictly: the alphabet, padded to a multiple of four.
+/// `None` for anything else (header values must not be read leniently: what a lenient
+/// decoder accepts, a strict peer may read differently).
 pub fn base64_decode(input: &str) -> Option<Vec<u8>> {
     fn value(c: u8) -> Option<u32> {
         Some(match c {
@@ -14,7 +16,7 @@ pub fn base64_decode(input: &str) -> Option<Vec<u8>> {
         } as u32)
     }
     let trimmed = input.trim_end_matches('=');
-    if input.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+    if input.len() % 4 != 0 || input.len() - trimmed.len() > 2 {
         return None;
     }
     let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
@@ -50,7 +52,8 @@ mod tests {
                 "{encoded}"
             );
         }
-        assert_eq!(base64_decode("Zm9vYg").as_deref(), Some(&b"foob"[..]));
+        assert_eq!(base64_decode("Zm9vYg"), None, "padding is required");
+        assert_eq!(base64_decode("SGVs!!!bG8="), None);
         assert_eq!(base64_decode("Zm9v!"), None);
         assert_eq!(base64_decode("Z"), None);
         assert_eq!(base64_decode("Zg==="), None);

@@ -6,7 +6,8 @@
 //! (their expectations are in the package's bundled `dist/index.js`), written from those
 //! expectations. It speaks newline-delimited JSON-RPC 2.0 on stdin/stdout (one compact message
 //! per line, flushed per line, nothing else on stdout) and writes diagnostics to stderr. Each
-//! `tools/call` runs on its own thread, and `notifications/cancelled` stops a running call.
+//! `tools/call` and `prompts/get` runs on its own thread, and `notifications/cancelled` stops a
+//! running call.
 //! The server sends its own requests to the client (ids "conf-1", "conf-2", ...) and waits
 //! for the answers arriving on stdin.
 //!
@@ -29,11 +30,33 @@
 //!   and `additionalProperties: false`.
 //! - `test_reconnection` [server-sse-polling]: answers after 100 ms (a stdio server cannot close
 //!   an HTTP stream; whether the stream is closed mid-call is up to the HTTP side).
+//! - `test_custom_header` {region, `x-mcp-header: Region`}
+//!   [http-custom-header-server-validation]: echoes the region.
+//!
+//! For the 2026-07-28 (stateless) scenarios, which reach this server of the session era
+//! through mcp-proxy's translation:
+//! - [server-stateless] `test_missing_capability` (samples, whatever the client declared),
+//!   `test_streaming_elicitation` (elicits), `test_logging_tool` (one `info` log message, always
+//!   sent), `test_trigger_tool_change` / `test_trigger_prompt_change` (send the list_changed
+//!   notification).
+//! - [input-required-result-*] tools that ask the client with requests of their own, one after
+//!   the other, each waiting for its answer; mcp-proxy turns each into an
+//!   `InputRequiredResult` round. Each request names its input key in
+//!   `_meta["dev.mcp-proxy/inputKey"]`. `test_input_required_result_elicitation` (key
+//!   `user_name`), `..._sampling` (`capital_question`), `..._list_roots` (`client_roots`),
+//!   `..._request_state` and `..._tampered_state` (`confirmation`), `..._multi_round`
+//!   (`user_name`, then `favorite_color`), `..._multiple_inputs` (`user_name`, `greeting`,
+//!   `client_roots`, all three sent before any answer is awaited, so that they make one round)
+//!   and `..._capabilities` (elicits only if the request's
+//!   `_meta["io.modelcontextprotocol/clientCapabilities"]` declares elicitation; samples
+//!   otherwise). An answer of the wrong shape fails the call with -32602.
 //!
 //! Resources [resources-*]: `test://static-text`, `test://static-binary`,
 //! `test://watched-resource` (subscribe/unsubscribe), the template `test://template/{id}/data`.
 //! Prompts [prompts-*]: `test_simple_prompt`, `test_prompt_with_arguments` {arg1, arg2},
-//! `test_prompt_with_embedded_resource` {resourceUri}, `test_prompt_with_image`.
+//! `test_prompt_with_embedded_resource` {resourceUri}, `test_prompt_with_image`, and
+//! `test_input_required_result_prompt` [input-required-result-non-tool-request], which elicits
+//! (key `prompt_context`) while it is got.
 //! Also `ping`, `logging/setLevel` (filters log messages) and `completion/complete`
 //! [completion-complete] for the prompt's arguments and the template's `id`.
 
@@ -86,7 +109,15 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
 const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// Where a 2026-07-28 client's capabilities for one request arrive (mcp-proxy forwards the
+/// request's `_meta` to us unchanged).
+const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
+/// mcp-proxy's hint for the key under which a request of ours appears in the
+/// `inputRequests` of an `InputRequiredResult` (and its answer in `inputResponses`).
+const INPUT_KEY_META: &str = "dev.mcp-proxy/inputKey";
 
 fn main() {
     if let Some(arg) = std::env::args_os().nth(1) {
@@ -151,6 +182,59 @@ impl RpcError {
         }
         error
     }
+}
+
+/// Why a request of ours to the client got no result.
+enum Failure {
+    /// No answer at all (cancelled, timed out, the client went away).
+    NoAnswer(String),
+    /// The client answered with this JSON-RPC error object.
+    Error(Value),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NoAnswer(reason) => formatter.write_str(reason),
+            Failure::Error(error) => match error.get("message").and_then(Value::as_str) {
+                Some(message) => formatter.write_str(message),
+                None => write!(formatter, "{error}"),
+            },
+        }
+    }
+}
+
+impl Failure {
+    /// The error of the request that needed the answer: the client's own code (the answer
+    /// was refused or invalid), or an internal error when there was no answer.
+    fn into_rpc(self, method: &str) -> RpcError {
+        let message = format!("{method} failed: {self}");
+        match self {
+            Failure::NoAnswer(_) => RpcError::new(INTERNAL_ERROR, message),
+            Failure::Error(error) => RpcError {
+                code: error
+                    .get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(INTERNAL_ERROR),
+                message,
+                data: error.get("data").cloned(),
+            },
+        }
+    }
+}
+
+/// A request of ours to the client whose answer is still to be read.
+struct Asked {
+    id: String,
+    method: String,
+    receiver: Receiver<Result<Value, Value>>,
+}
+
+/// The requests that run on their own thread.
+#[derive(Clone, Copy)]
+enum Kind {
+    Tool,
+    Prompt,
 }
 
 /// What one message read from stdin turned out to be.
@@ -330,10 +414,11 @@ impl Server {
     }
 
     fn handle_request(&'static self, id: Value, method: &str, params: Value) {
-        if method == "tools/call" {
-            self.spawn_tool_call(id, params);
-        } else {
-            self.respond(&id, self.answer(method, &params));
+        match method {
+            "tools/call" => self.spawn_call(id, Kind::Tool, params),
+            // A prompt may ask the client something, so it cannot run on the reading thread.
+            "prompts/get" => self.spawn_call(id, Kind::Prompt, params),
+            _ => self.respond(&id, self.answer(method, &params)),
         }
     }
 
@@ -350,7 +435,6 @@ impl Server {
             "resources/subscribe" => self.subscribe(params),
             "resources/unsubscribe" => self.unsubscribe(params),
             "prompts/list" => Ok(prompt_list()),
-            "prompts/get" => get_prompt(params),
             "completion/complete" => complete(params),
             _ => Err(RpcError::new(
                 METHOD_NOT_FOUND,
@@ -385,21 +469,31 @@ impl Server {
         }
     }
 
-    /// Runs a tool on its own thread; its response is dropped if the call gets cancelled.
-    fn spawn_tool_call(&'static self, id: Value, params: Value) {
+    /// Runs a `tools/call` or `prompts/get` on its own thread; its response is dropped if the
+    /// request gets cancelled.
+    fn spawn_call(&'static self, id: Value, kind: Kind, params: Value) {
         let key = id.to_string();
         let cancel = Cancel::default();
         lock(&self.in_flight).insert(key.clone(), cancel.clone());
         thread::spawn(move || {
             let no_arguments = json!({});
-            let call = ToolCall {
+            let call = Call {
                 server: self,
                 arguments: params.get("arguments").unwrap_or(&no_arguments),
                 progress_token: params.pointer("/_meta/progressToken"),
+                request_capabilities: params
+                    .get("_meta")
+                    .and_then(|meta| meta.get(CLIENT_CAPABILITIES_META)),
                 cancel: &cancel,
             };
-            let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-            let outcome = call.run(name);
+            let name = params.get("name").and_then(Value::as_str);
+            let outcome = match (kind, name) {
+                (_, None) => Err(RpcError::invalid_params(
+                    "Missing or invalid parameter: name",
+                )),
+                (Kind::Tool, Some(name)) => call.run_tool(name),
+                (Kind::Prompt, Some(name)) => call.get_prompt(name),
+            };
             lock(&self.in_flight).remove(&key);
             if cancel.is_cancelled() {
                 note(format_args!("request {key} was cancelled: no response"));
@@ -413,13 +507,29 @@ impl Server {
 
     /// Sends a request to the client and waits for its result; `Err` holds why there is none.
     fn ask_client(&self, method: &str, params: Value, cancel: &Cancel) -> Result<Value, String> {
+        let asked = self.send_request(method, params);
+        self.wait_for(asked, cancel)
+            .map_err(|failure| failure.to_string())
+    }
+
+    /// Sends a request to the client without waiting for the answer (see `wait_for`).
+    fn send_request(&self, method: &str, params: Value) -> Asked {
         let number = self.last_request_number.fetch_add(1, Ordering::SeqCst) + 1;
         let id = format!("conf-{number}");
         let (sender, receiver) = mpsc::channel();
         lock(&self.pending).insert(id.clone(), sender);
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        let outcome = wait_for_client(&receiver, method, cancel);
-        lock(&self.pending).remove(&id);
+        Asked {
+            id,
+            method: method.to_owned(),
+            receiver,
+        }
+    }
+
+    /// Waits for the client's answer to a request sent by `send_request`.
+    fn wait_for(&self, asked: Asked, cancel: &Cancel) -> Result<Value, Failure> {
+        let outcome = wait_for_client(&asked.receiver, &asked.method, cancel);
+        lock(&self.pending).remove(&asked.id);
         outcome
     }
 
@@ -477,27 +587,26 @@ fn wait_for_client(
     receiver: &Receiver<Result<Value, Value>>,
     method: &str,
     cancel: &Cancel,
-) -> Result<Value, String> {
+) -> Result<Value, Failure> {
     let deadline = Instant::now() + CLIENT_RESPONSE_TIMEOUT;
     loop {
         if cancel.is_cancelled() {
-            return Err("cancelled".to_owned());
+            return Err(Failure::NoAnswer("cancelled".to_owned()));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             let seconds = CLIENT_RESPONSE_TIMEOUT.as_secs();
-            return Err(format!("no response to {method} within {seconds} s"));
+            return Err(Failure::NoAnswer(format!(
+                "no response to {method} within {seconds} s"
+            )));
         }
         match receiver.recv_timeout(left.min(CANCEL_POLL_INTERVAL)) {
             Ok(Ok(result)) => return Ok(result),
-            Ok(Err(error)) => {
-                return Err(match error.get("message").and_then(Value::as_str) {
-                    Some(message) => message.to_owned(),
-                    None => error.to_string(),
-                });
-            }
+            Ok(Err(error)) => return Err(Failure::Error(error)),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Err("no response".to_owned()),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Failure::NoAnswer("no response".to_owned()));
+            }
         }
     }
 }
@@ -610,16 +719,19 @@ fn prompt_list() -> Value {
         {
             "name": "test_prompt_with_image",
             "description": "A prompt with an image"
+        },
+        {
+            "name": PROMPT_WITH_INPUT,
+            "description": "A prompt that asks the user for context (elicitation)"
         }
     ]})
 }
 
-fn get_prompt(params: &Value) -> RpcResult {
-    let name = string_param(params, "name")?;
+/// The prompts that need nothing from the client.
+fn static_prompt(name: &str, arguments: &Value) -> RpcResult {
     let argument = |argument: &str| {
-        params
-            .get("arguments")
-            .and_then(|arguments| arguments.get(argument))
+        arguments
+            .get(argument)
             .and_then(Value::as_str)
             .ok_or_else(|| RpcError::invalid_params(format!("Missing argument: {argument}")))
     };
@@ -690,6 +802,7 @@ fn complete(params: &Value) -> RpcResult {
 // ---------------------------------------------------------------------------------------
 
 fn tool_definitions() -> Value {
+    // The first tool takes no arguments: http-header-validation calls tools[0] with `{}`.
     let without_arguments = [
         ("test_simple_text", "Returns a simple text"),
         ("test_image_content", "Returns an image"),
@@ -720,6 +833,58 @@ fn tool_definitions() -> Value {
             "test_reconnection",
             "Answers after 100 ms (SSE polling tests)",
         ),
+        (
+            "test_missing_capability",
+            "Asks the client's LLM (sampling), whatever the client declared",
+        ),
+        (
+            "test_streaming_elicitation",
+            "Asks the user a question (elicitation)",
+        ),
+        (
+            "test_logging_tool",
+            "Sends one info log message, then answers at once",
+        ),
+        (
+            "test_trigger_tool_change",
+            "Announces that the tool list changed",
+        ),
+        (
+            "test_trigger_prompt_change",
+            "Announces that the prompt list changed",
+        ),
+        (
+            "test_input_required_result_elicitation",
+            "Asks the user's name (elicitation, input key user_name)",
+        ),
+        (
+            "test_input_required_result_sampling",
+            "Asks the client's LLM for the capital of France (input key capital_question)",
+        ),
+        (
+            "test_input_required_result_list_roots",
+            "Asks the client for its roots (input key client_roots)",
+        ),
+        (
+            "test_input_required_result_request_state",
+            "Asks for a confirmation, then answers state-ok",
+        ),
+        (
+            "test_input_required_result_multiple_inputs",
+            "Asks an elicitation, a sampling and the roots at once",
+        ),
+        (
+            "test_input_required_result_multi_round",
+            "Asks the user's name, then their favorite color",
+        ),
+        (
+            "test_input_required_result_tampered_state",
+            "Asks for a confirmation",
+        ),
+        (
+            "test_input_required_result_capabilities",
+            "Elicits if this request's client declares elicitation, samples otherwise",
+        ),
     ];
     let mut tools: Vec<Value> = without_arguments
         .into_iter()
@@ -737,6 +902,16 @@ fn tool_definitions() -> Value {
         json!({"message": {"type": "string", "description": "The message to show the user"}}),
         &["message"],
     ));
+    tools.push(tool(
+        "test_custom_header",
+        "Echoes its region, which clients mirror into the Mcp-Param-Region header",
+        json!({"region": {
+            "type": "string",
+            "description": "A region name",
+            "x-mcp-header": "Region"
+        }}),
+        &["region"],
+    ));
     tools.push(json!({
         "name": "json_schema_2020_12_tool",
         "description": "Tool with JSON Schema 2020-12 features",
@@ -745,14 +920,22 @@ fn tool_definitions() -> Value {
             "type": "object",
             "$defs": {
                 "address": {
+                    "$anchor": "addressDef",
                     "type": "object",
                     "properties": {"street": {"type": "string"}, "city": {"type": "string"}}
                 }
             },
             "properties": {
                 "name": {"type": "string"},
-                "address": {"$ref": "#/$defs/address"}
+                "address": {"$ref": "#/$defs/address"},
+                "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                "phone": {"type": "string"},
+                "email": {"type": "string"}
             },
+            "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+            "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+            "then": {"required": ["phone"]},
+            "else": {"required": ["email"]},
             "additionalProperties": false
         }
     }));
@@ -783,16 +966,19 @@ fn error_result(message: &str) -> Value {
     json!({"content": [text(message)], "isError": true})
 }
 
-/// One `tools/call` request being run.
-struct ToolCall<'a> {
+/// One `tools/call` or `prompts/get` request being run.
+struct Call<'a> {
     server: &'a Server,
     arguments: &'a Value,
     progress_token: Option<&'a Value>,
+    /// The client capabilities this request's `_meta` declares (a 2026-07-28 client's,
+    /// forwarded by the proxy); `None` from a client of the session era.
+    request_capabilities: Option<&'a Value>,
     cancel: &'a Cancel,
 }
 
-impl ToolCall<'_> {
-    fn run(&self, name: &str) -> RpcResult {
+impl Call<'_> {
+    fn run_tool(&self, name: &str) -> RpcResult {
         Ok(match name {
             "test_simple_text" => {
                 content(json!([text("This is a simple text response for testing.")]))
@@ -835,6 +1021,47 @@ impl ToolCall<'_> {
                 self.sleep_unless_cancelled(Duration::from_millis(100));
                 content(json!([text("Reconnection test completed successfully")]))
             }
+            "test_missing_capability" => self.missing_capability(),
+            "test_streaming_elicitation" => self.elicit(
+                "User response",
+                form(
+                    "What is your name?",
+                    json!({"name": {"type": "string", "description": "Your name"}}),
+                    &["name"],
+                ),
+            ),
+            "test_logging_tool" => {
+                // Unconditionally: whether a client gets it is the proxy's business.
+                let params = json!({"level": "info", "logger": SERVER_NAME, "data": "test_logging_tool ran"});
+                self.server.notify("notifications/message", params);
+                content(json!([text("Logged one info message")]))
+            }
+            "test_trigger_tool_change" => {
+                self.server
+                    .notify("notifications/tools/list_changed", json!({}));
+                content(json!([text("Sent notifications/tools/list_changed")]))
+            }
+            "test_trigger_prompt_change" => {
+                self.server
+                    .notify("notifications/prompts/list_changed", json!({}));
+                content(json!([text("Sent notifications/prompts/list_changed")]))
+            }
+            "test_custom_header" => content(json!([text(&format!(
+                "Region: {}",
+                self.string_argument("region")?
+            ))])),
+            "test_input_required_result_elicitation" => self.greet()?,
+            "test_input_required_result_sampling" => self.capital()?,
+            "test_input_required_result_list_roots" => self.roots()?,
+            "test_input_required_result_request_state" => {
+                self.confirm("Please confirm to continue.", "state-ok")?
+            }
+            "test_input_required_result_multiple_inputs" => self.multiple_inputs()?,
+            "test_input_required_result_multi_round" => self.multi_round()?,
+            "test_input_required_result_tampered_state" => {
+                self.confirm("Please confirm the operation.", "confirmed")?
+            }
+            "test_input_required_result_capabilities" => self.by_capabilities()?,
             _ => return Err(RpcError::invalid_params(format!("Unknown tool: {name}"))),
         })
     }
@@ -879,10 +1106,7 @@ impl ToolCall<'_> {
                 "The client does not support sampling (no sampling capability)",
             ));
         }
-        let params = json!({
-            "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
-            "maxTokens": 100
-        });
+        let params = sampling_request(prompt);
         let sampled = self
             .server
             .ask_client("sampling/createMessage", params, self.cancel)
@@ -947,6 +1171,282 @@ impl ToolCall<'_> {
             thread::sleep(left.min(CANCEL_POLL_INTERVAL));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Input-required tools and prompt (SEP-2322 through the proxy)
+// ---------------------------------------------------------------------------------------
+//
+// A server of the session era asks the client with requests of its own and waits for each
+// answer; mcp-proxy turns each request into an `InputRequiredResult` for a 2026-07-28 client
+// and resumes the call when the client retries with the answers. Requests sent together
+// (before waiting for any answer) are asked in one round. Each request carries its input key
+// in `_meta["dev.mcp-proxy/inputKey"]`: an old server's requests have no key of their own.
+
+const PROMPT_WITH_INPUT: &str = "test_input_required_result_prompt";
+
+impl Call<'_> {
+    /// Sends a request to the client, to appear under the input key `key`.
+    fn ask(&self, key: &str, method: &str, mut params: Value) -> Asked {
+        params["_meta"] = json!({ INPUT_KEY_META: key });
+        self.server.send_request(method, params)
+    }
+
+    /// The client's answer to `asked`; an error if it refused or never answered.
+    fn answer(&self, asked: Asked) -> RpcResult {
+        let method = asked.method.clone();
+        self.server
+            .wait_for(asked, self.cancel)
+            .map_err(|failure| failure.into_rpc(&method))
+    }
+
+    /// Asks the client and waits for the answer.
+    fn input(&self, key: &str, method: &str, params: Value) -> RpcResult {
+        self.answer(self.ask(key, method, params))
+    }
+
+    /// Elicits the form `params` under `key`, checking the answer's shape.
+    fn elicit_input(&self, key: &str, params: Value) -> Result<Elicited, RpcError> {
+        Elicited::from_answer(self.input(key, "elicitation/create", params)?)
+    }
+
+    /// [test_input_required_result_elicitation] The key must be `user_name`.
+    fn greet(&self) -> RpcResult {
+        let answer = self.elicit_input("user_name", name_form())?;
+        Ok(content(json!([text(&match answer.accepted("name") {
+            Some(name) => format!("Hello, {name}!"),
+            None => format!("No name given (the user chose {})", answer.action),
+        })])))
+    }
+
+    /// [test_input_required_result_sampling]
+    fn capital(&self) -> RpcResult {
+        let params = sampling_request("What is the capital of France?");
+        let answer = self.input("capital_question", "sampling/createMessage", params)?;
+        let said = sampled_answer(&answer)?;
+        Ok(content(json!([text(&format!("The LLM answered: {said}"))])))
+    }
+
+    /// [test_input_required_result_list_roots]
+    fn roots(&self) -> RpcResult {
+        let answer = self.input("client_roots", "roots/list", json!({}))?;
+        let uris = root_uris(&answer)?;
+        Ok(content(json!([text(&format!(
+            "The client has {} root(s): {}",
+            uris.len(),
+            uris.join(", ")
+        ))])))
+    }
+
+    /// [test_input_required_result_request_state, test_input_required_result_tampered_state]
+    /// One confirmation, then `done` as the result.
+    fn confirm(&self, message: &str, done: &str) -> RpcResult {
+        let params = form(
+            message,
+            json!({"ok": {"type": "boolean", "description": "Whether to go on"}}),
+            &["ok"],
+        );
+        let answer = self.elicit_input("confirmation", params)?;
+        Ok(content(json!([text(&match answer.action.as_str() {
+            "accept" => done.to_owned(),
+            action => format!("Not confirmed (the user chose {action})"),
+        })])))
+    }
+
+    /// [test_input_required_result_multiple_inputs] Three requests written before any answer
+    /// is awaited, so that the proxy asks for all three in one round.
+    fn multiple_inputs(&self) -> RpcResult {
+        let asked = [
+            self.ask("user_name", "elicitation/create", name_form()),
+            self.ask(
+                "greeting",
+                "sampling/createMessage",
+                sampling_request("Say hello."),
+            ),
+            self.ask("client_roots", "roots/list", json!({})),
+        ];
+        // Every answer is read (none is left waiting) before any is judged.
+        let [elicited, sampled, roots] = asked.map(|asked| self.answer(asked));
+        let elicited = Elicited::from_answer(elicited?)?;
+        let sampled = sampled_answer(&sampled?)?;
+        let roots = roots?;
+        let uris = root_uris(&roots)?;
+        Ok(content(json!([text(&format!(
+            "Name: {}; the LLM said: {sampled}; roots: {}",
+            elicited.accepted("name").unwrap_or("(none)"),
+            uris.join(", ")
+        ))])))
+    }
+
+    /// [test_input_required_result_multi_round] A name, then a color: two rounds.
+    fn multi_round(&self) -> RpcResult {
+        let name = self.elicit_input("user_name", name_form())?;
+        let color_form = form(
+            "What is your favorite color?",
+            json!({"color": {"type": "string", "description": "Your favorite color"}}),
+            &["color"],
+        );
+        let color = self.elicit_input("favorite_color", color_form)?;
+        Ok(content(json!([text(&format!(
+            "{}'s favorite color is {}.",
+            name.accepted("name").unwrap_or("(no name)"),
+            color.accepted("color").unwrap_or("(no color)")
+        ))])))
+    }
+
+    /// [test_input_required_result_capabilities] Asks only with what this request's client
+    /// declares: an elicitation if it can, else a sampling, else its roots.
+    fn by_capabilities(&self) -> RpcResult {
+        let capabilities = match self.request_capabilities {
+            Some(capabilities) => capabilities.clone(),
+            None => lock(&self.server.client_capabilities).clone(),
+        };
+        let declares = |capability: &str| capabilities.get(capability).is_some();
+        if declares("elicitation") {
+            self.greet()
+        } else if declares("sampling") {
+            self.capital()
+        } else if declares("roots") {
+            self.roots()
+        } else {
+            Ok(content(json!([text(
+                "The client declares no capability to ask it anything with"
+            )])))
+        }
+    }
+
+    /// `prompts/get`: [test_input_required_result_prompt] elicits the context the prompt
+    /// uses; the other prompts need nothing from the client.
+    fn get_prompt(&self, name: &str) -> RpcResult {
+        if name != PROMPT_WITH_INPUT {
+            return static_prompt(name, self.arguments);
+        }
+        let params = form(
+            "What context should the prompt use?",
+            json!({"context": {"type": "string", "description": "Context for the prompt"}}),
+            &["context"],
+        );
+        let answer = self.elicit_input("prompt_context", params)?;
+        let message = match answer.accepted("context") {
+            Some(context) => format!("Answer using this context: {context}"),
+            None => format!("No context given (the user chose {})", answer.action),
+        };
+        Ok(json!({
+            "description": "A prompt built from the user's answer",
+            "messages": [user_text(&message)]
+        }))
+    }
+
+    /// [test_missing_capability] Samples whatever the client declared: the proxy must
+    /// refuse a client that lacks sampling.
+    fn missing_capability(&self) -> Value {
+        let params = sampling_request("Say hello.");
+        let sampled = self
+            .server
+            .ask_client("sampling/createMessage", params, self.cancel)
+            .and_then(|result| sampled_text(&result));
+        match sampled {
+            Ok(response) => content(json!([text(&format!("LLM response: {response}"))])),
+            Err(reason) => error_result(&format!("Sampling failed: {reason}")),
+        }
+    }
+}
+
+/// A checked answer to `elicitation/create`.
+struct Elicited {
+    action: String,
+    content: serde_json::Map<String, Value>,
+}
+
+impl Elicited {
+    /// Checks the shape of an `ElicitResult`: an object with a valid `action`, and an object
+    /// `content` if any.
+    fn from_answer(answer: Value) -> Result<Elicited, RpcError> {
+        let Value::Object(mut answer) = answer else {
+            return Err(RpcError::invalid_params(
+                "Invalid elicitation result: not an object",
+            ));
+        };
+        let action = match answer.remove("action") {
+            Some(Value::String(action)) if ["accept", "decline", "cancel"].contains(&&*action) => {
+                action
+            }
+            Some(_) => {
+                return Err(RpcError::invalid_params(
+                    "Invalid elicitation result: action is not accept, decline or cancel",
+                ));
+            }
+            None => {
+                return Err(RpcError::invalid_params(
+                    "Invalid elicitation result: no action",
+                ));
+            }
+        };
+        let content = match answer.remove("content") {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(content)) => content,
+            Some(_) => {
+                return Err(RpcError::invalid_params(
+                    "Invalid elicitation result: content is not an object",
+                ));
+            }
+        };
+        Ok(Elicited { action, content })
+    }
+
+    /// The string `field` of an accepted answer.
+    fn accepted(&self, field: &str) -> Option<&str> {
+        if self.action != "accept" {
+            return None;
+        }
+        self.content.get(field).and_then(Value::as_str)
+    }
+}
+
+/// An elicitation form with string or boolean fields.
+fn form(message: &str, properties: Value, required: &[&str]) -> Value {
+    json!({
+        "message": message,
+        "requestedSchema": {"type": "object", "properties": properties, "required": required}
+    })
+}
+
+fn name_form() -> Value {
+    form(
+        "What is your name?",
+        json!({"name": {"type": "string", "description": "Your name"}}),
+        &["name"],
+    )
+}
+
+fn sampling_request(prompt: &str) -> Value {
+    json!({
+        "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
+        "maxTokens": 100
+    })
+}
+
+/// The text of a sampling answer, which must be a `CreateMessageResult` with text.
+fn sampled_answer(answer: &Value) -> Result<String, RpcError> {
+    if !answer.is_object() {
+        return Err(RpcError::invalid_params(
+            "Invalid sampling result: not an object",
+        ));
+    }
+    sampled_text(answer)
+        .map_err(|reason| RpcError::invalid_params(format!("Invalid sampling result: {reason}")))
+}
+
+/// The URIs of a `roots/list` answer, which must be `{roots: [{uri, ...}, ...]}`.
+fn root_uris(answer: &Value) -> Result<Vec<&str>, RpcError> {
+    let invalid = || RpcError::invalid_params("Invalid roots/list result: no roots array of {uri}");
+    answer
+        .get("roots")
+        .and_then(Value::as_array)
+        .ok_or_else(invalid)?
+        .iter()
+        .map(|root| root.get("uri").and_then(Value::as_str).ok_or_else(invalid))
+        .collect()
 }
 
 /// SEP-1034: a default for every primitive type.

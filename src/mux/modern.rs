@@ -495,7 +495,7 @@ pub(super) fn ask_for_input(
         key,
         child_id: child_id.into(),
         method: method.to_string(),
-        params: params.unwrap_or("{}").into(),
+        params: without_key_hint(params.unwrap_or("{}")).into(),
     };
     if let Some(token) = request.parked.clone() {
         let parked = state.parked.get_mut(&token)?;
@@ -523,6 +523,24 @@ pub(super) fn ask_for_input(
     };
     state.parked.insert(token.clone(), parked);
     Some(Asked::Opened(token))
+}
+
+/// The params of a child's request as the client gets them: without the key hint (which
+/// is for the proxy), and without a `_meta` left empty by its removal.
+fn without_key_hint(params: &str) -> String {
+    if !params.contains(INPUT_KEY_HINT) {
+        return params.to_string();
+    }
+    let Ok(mut value) = serde_json::from_str::<Value>(params) else {
+        return params.to_string();
+    };
+    if let Some(meta) = value.get_mut("_meta").and_then(Value::as_object_mut) {
+        meta.remove(INPUT_KEY_HINT);
+        if meta.is_empty() {
+            value.as_object_mut().expect("has _meta").remove("_meta");
+        }
+    }
+    value.to_string()
 }
 
 /// `_meta` key by which a child (of the session era) names its request's key in the modern

@@ -331,6 +331,10 @@ fn requests_the_child_sends_together_come_in_one_input_required_result() {
     let mut keys: Vec<&String> = requests.keys().collect();
     keys.sort();
     assert_eq!(keys, ["haiku", "name"], "the child's key hints: {first}");
+    assert!(
+        !first.to_string().contains("dev.mcp-proxy/inputKey"),
+        "the hint is for the proxy, not the client: {first}"
+    );
     let mut retry = params;
     retry["requestState"] = first["result"]["requestState"].clone();
     retry["inputResponses"] = json!({
