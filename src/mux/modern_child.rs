@@ -18,8 +18,8 @@ use serde_json::{Map, Value, json};
 use super::session::{Session, SessionId};
 use super::stream::Outbound;
 use super::{ClientRequest, InitCache, Mux, Pending, State, canonical_id};
-use crate::jsonrpc::envelope::{Envelope, param_of, span_of, splice};
 use crate::jsonrpc;
+use crate::jsonrpc::envelope::{Envelope, param_of, span_of, splice};
 
 const VERSION: &str = "2026-07-28";
 
@@ -94,7 +94,14 @@ pub fn add_to_meta(line: &str, fields: &str) -> String {
     let insert_into = |object: &str| -> (usize, String) {
         let start = span_of(line, object).start + 1;
         let empty = object[1..object.len() - 1].trim().is_empty();
-        (start, if empty { fields.to_string() } else { format!("{fields},") })
+        (
+            start,
+            if empty {
+                fields.to_string()
+            } else {
+                format!("{fields},")
+            },
+        )
     };
     let (at, text) = match env.params.filter(|p| p.get().starts_with('{')) {
         Some(params) => match param_of(params, "_meta").filter(|m| m.get().starts_with('{')) {
@@ -139,9 +146,18 @@ impl Mux {
             let declared = |kind: &str, flag: &str| caps[kind][flag] == json!(true);
             let uris: Vec<&String> = state.subscriptions.keys().collect();
             let mut filter = Map::new();
-            filter.insert("toolsListChanged".into(), declared("tools", "listChanged").into());
-            filter.insert("promptsListChanged".into(), declared("prompts", "listChanged").into());
-            filter.insert("resourcesListChanged".into(), declared("resources", "listChanged").into());
+            filter.insert(
+                "toolsListChanged".into(),
+                declared("tools", "listChanged").into(),
+            );
+            filter.insert(
+                "promptsListChanged".into(),
+                declared("prompts", "listChanged").into(),
+            );
+            filter.insert(
+                "resourcesListChanged".into(),
+                declared("resources", "listChanged").into(),
+            );
             if declared("resources", "subscribe") && !uris.is_empty() {
                 filter.insert("resourceSubscriptions".into(), json!(uris));
             }
@@ -149,10 +165,7 @@ impl Mux {
             params["notifications"] = Value::Object(filter);
             let id = self.next_id();
             state.pending.insert(id, Pending::Internal(None));
-            (
-                (id, params.to_string()),
-                state.listen_id.replace(id),
-            )
+            ((id, params.to_string()), state.listen_id.replace(id))
         };
         let (id, params) = params;
         if let Some(old) = old {
@@ -163,10 +176,17 @@ impl Mux {
             )); // a child that is gone has no listen left to end
         }
         if self
-            .send_to_child(jsonrpc::request(&id.to_string(), "subscriptions/listen", &params))
+            .send_to_child(jsonrpc::request(
+                &id.to_string(),
+                "subscriptions/listen",
+                &params,
+            ))
             .is_err()
         {
-            warn!("server {:?}: cannot open a listen stream at the child", self.label);
+            warn!(
+                "server {:?}: cannot open a listen stream at the child",
+                self.label
+            );
         }
     }
 }
@@ -296,7 +316,10 @@ impl Mux {
             line
         };
         if self.send_to_child(resend).is_err() {
-            warn!("server {:?}: could not resume a request at the child", self.label);
+            warn!(
+                "server {:?}: could not resume a request at the child",
+                self.label
+            );
         }
         true
     }
@@ -314,7 +337,14 @@ fn with_params_fields(line: &str, fields: &str, proxy_id: u64) -> String {
     if let Some(params) = env.params.filter(|p| p.get().starts_with('{')) {
         let at = span_of(line, params.get()).start + 1;
         let empty = params.get()[1..params.get().len() - 1].trim().is_empty();
-        edits.push((at..at, if empty { fields.to_string() } else { format!("{fields},") }));
+        edits.push((
+            at..at,
+            if empty {
+                fields.to_string()
+            } else {
+                format!("{fields},")
+            },
+        ));
     }
     let mut borrowed: Vec<(std::ops::Range<usize>, &str)> =
         edits.iter().map(|(r, s)| (r.clone(), s.as_str())).collect();
@@ -341,7 +371,10 @@ mod tests {
             r#"{"id":1,"method":"m","params":{"_meta":{"k":1},"a":2}}"#
         );
         assert_eq!(
-            add_to_meta(r#"{"id":1,"method":"m","params":{"a":2,"_meta":{"progressToken":5}}}"#, f),
+            add_to_meta(
+                r#"{"id":1,"method":"m","params":{"a":2,"_meta":{"progressToken":5}}}"#,
+                f
+            ),
             r#"{"id":1,"method":"m","params":{"a":2,"_meta":{"k":1,"progressToken":5}}}"#
         );
         assert_eq!(
@@ -366,6 +399,11 @@ mod tests {
         assert!(cache.modern && cache.has_logging);
         assert_eq!(cache.result["serverInfo"]["name"], "m");
         assert_eq!(cache.result["instructions"], "hi");
-        assert!(cache_from_discover(r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"no"}}"#).is_none());
+        assert!(
+            cache_from_discover(
+                r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"no"}}"#
+            )
+            .is_none()
+        );
     }
 }

@@ -9,13 +9,13 @@ use std::time::Instant;
 use log::{debug, warn};
 use serde_json::Value;
 
-use super::{modern, modern_child};
 use super::session::{self, ClientCaps, Reply, SessionId};
 use super::stream::Outbound;
 use super::{
     ClientRequest, Mux, Pending, Refused, State, canonical_id, release_subscription,
     send_with_timeout, truncate,
 };
+use super::{modern, modern_child};
 use crate::jsonrpc::envelope::{self, Envelope, param_of, span_of, splice};
 use crate::jsonrpc::{self, Kind, error as rpc};
 
@@ -518,11 +518,14 @@ impl Mux {
                     && env.result.is_some_and(|r| {
                         param_of(r, "resultType").map(|t| t.get()) == Some("\"input_required\"")
                     })
-                    && state.sessions.get(&request.session).is_some_and(|s| !s.modern) =>
+                    && state
+                        .sessions
+                        .get(&request.session)
+                        .is_some_and(|s| !s.modern) =>
             {
                 // A 2026-07-28 child needs a session-era client's input: ask the client.
-                let result: Value = serde_json::from_str(env.result.expect("checked").get())
-                    .unwrap_or_default();
+                let result: Value =
+                    serde_json::from_str(env.result.expect("checked").get()).unwrap_or_default();
                 let (session, id, reply) =
                     (request.session, request.id.clone(), request.reply.clone());
                 if let Err(why) = modern_child::ask_session_client(&mut state, request, &result) {

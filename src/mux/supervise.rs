@@ -285,10 +285,16 @@ impl Mux {
                         self.lock().child_modern = Some(true);
                         return Ok(cache);
                     }
-                    debug!("server {:?}: not a 2026-07-28 server; initializing", self.label);
+                    debug!(
+                        "server {:?}: not a 2026-07-28 server; initializing",
+                        self.label
+                    );
                 }
                 Answer::TimedOut => {
-                    debug!("server {:?}: no answer to server/discover; initializing", self.label)
+                    debug!(
+                        "server {:?}: no answer to server/discover; initializing",
+                        self.label
+                    )
                 }
                 Answer::Stop => return Err(None),
                 Answer::Exited => return Err(Some(self.exited_during("server/discover", child))),
@@ -346,7 +352,8 @@ impl Mux {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let id = self.next_id();
         self.lock().pending.insert(id, Pending::Internal(Some(tx)));
-        let sent = super::send_with_timeout(to_child, jsonrpc::request(&id.to_string(), method, params));
+        let sent =
+            super::send_with_timeout(to_child, jsonrpc::request(&id.to_string(), method, params));
         let answer = match sent {
             Ok(()) => self.await_answer(&rx, events, timeout),
             Err(_) => Answer::Exited,
@@ -390,7 +397,11 @@ impl Mux {
         };
         // A 2026-07-28 child got the subscriptions on its listen stream, and takes the log
         // level per request.
-        let (uris, level) = if cache.modern { (Vec::new(), None) } else { (uris, level) };
+        let (uris, level) = if cache.modern {
+            (Vec::new(), None)
+        } else {
+            (uris, level)
+        };
         for uri in uris {
             self.fire_and_forget(
                 "resources/subscribe",

@@ -148,10 +148,7 @@ fn a_restarted_child_gets_its_subscriptions_back_and_sessions_hear_of_it() {
 fn a_crash_loop_backs_off() {
     let p = Proxy::start(&["--port", "0", "--", FIXTURE, "--exit-at-start", "3"]);
     wait_until(DEADLINE, "three failed starts", || {
-        p.stderr()
-            .matches("exited before answering")
-            .count()
-            >= 3
+        p.stderr().matches("exited before answering").count() >= 3
     });
     let log = p.stderr();
     let delays: Vec<u64> = log
