@@ -16,7 +16,7 @@ pub fn base64_decode(input: &str) -> Option<Vec<u8>> {
         } as u32)
     }
     let trimmed = input.trim_end_matches('=');
-    if input.len() % 4 != 0 || input.len() - trimmed.len() > 2 {
+    if !input.len().is_multiple_of(4) || input.len() - trimmed.len() > 2 {
         return None;
     }
     let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
