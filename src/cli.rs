@@ -27,6 +27,8 @@ pub struct RawArgs {
     pub verify_ssl: Option<Option<String>>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// `--client-private-key FILE`: PEM key for `private_key_jwt` client authentication.
+    pub client_private_key: Option<String>,
     pub token_url: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -62,7 +64,8 @@ pub const USAGE: &str = "\
 usage: mcp-proxy [-h] [--version] [-H KEY VALUE]
                  [--transport {sse,streamablehttp,auto}] [--verify-ssl [VALUE]]
                  [--no-verify-ssl] [-e KEY VALUE] [--cwd CWD]
-                 [--client-id CLIENT_ID] [--client-secret CLIENT_SECRET] [--token-url TOKEN_URL]
+                 [--client-id CLIENT_ID] [--client-secret CLIENT_SECRET]
+                 [--client-private-key FILE] [--token-url TOKEN_URL]
                  [--username USERNAME] [--password PASSWORD] [--digest]
                  [--max-disconnected SECONDS]
                  [--pass-environment | --no-pass-environment]
@@ -102,7 +105,11 @@ SSE/StreamableHTTP client options:
                         anything else = path of a PEM CA bundle.
   --no-verify-ssl       Disable TLS verification (alias for --verify-ssl false).
   --client-id CLIENT_ID           OAuth2 client ID (client credentials grant)
-  --client-secret CLIENT_SECRET   OAuth2 client secret
+  --client-secret CLIENT_SECRET   OAuth2 client secret (client_secret_basic)
+  --client-private-key FILE       OAuth2 client key instead of a secret: a PKCS#8 PEM file
+                                  with a P-256 key; each token request carries a JWT signed
+                                  with it (private_key_jwt, RFC 7523, ES256) whose audience is
+                                  the discovered issuer, or the --token-url
   --token-url TOKEN_URL           OAuth2 token endpoint (discovered when absent)
   --username USERNAME   HTTP Basic user
   --password PASSWORD   HTTP Basic password
@@ -204,6 +211,9 @@ fn parse(mut p: lexopt::Parser, default_url: Option<String>) -> Result<Parsed, E
             Long("no-verify-ssl") => a.verify_ssl = Some(Some("false".into())),
             Long("client-id") => a.client_id = Some(string(&mut p, "--client-id")?),
             Long("client-secret") => a.client_secret = Some(string(&mut p, "--client-secret")?),
+            Long("client-private-key") => {
+                a.client_private_key = Some(string(&mut p, "--client-private-key")?)
+            }
             Long("token-url") => a.token_url = Some(string(&mut p, "--token-url")?),
             Long("username") => a.username = Some(string(&mut p, "--username")?),
             Long("password") => a.password = Some(string(&mut p, "--password")?),

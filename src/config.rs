@@ -116,10 +116,19 @@ pub enum ClientAuth {
     },
     ClientCredentials {
         client_id: String,
-        client_secret: String,
+        credential: ClientCredential,
         /// Discovered from the remote's metadata when absent.
         token_url: Option<String>,
     },
+}
+
+/// How an OAuth client proves who it is at the token endpoint.
+pub enum ClientCredential {
+    /// `client_secret_basic` (`--client-secret`).
+    Secret(String),
+    /// `private_key_jwt`, RFC 7523 (`--client-private-key`): the path of a PKCS#8 PEM file
+    /// holding a P-256 key, read when client mode starts.
+    PrivateKey(PathBuf),
 }
 
 /// The environment variables a child gets even without `--pass-environment`
@@ -581,17 +590,35 @@ pub fn tls_verify_from(value: &str) -> TlsVerify {
 }
 
 fn client_auth(raw: &RawArgs) -> Result<ClientAuth, Error> {
-    if let (Some(id), Some(secret)) = (&raw.client_id, &raw.client_secret) {
-        return Ok(ClientAuth::ClientCredentials {
-            client_id: id.clone(),
-            client_secret: secret.clone(),
-            token_url: raw.token_url.clone(),
-        });
-    }
-    if raw.client_id.is_some() != raw.client_secret.is_some() {
-        return Err(Error::Usage(
-            "--client-id and --client-secret must be given together".into(),
-        ));
+    let credential = match (&raw.client_secret, &raw.client_private_key) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage(
+                "--client-secret and --client-private-key exclude each other".into(),
+            ));
+        }
+        (Some(secret), None) => Some(ClientCredential::Secret(secret.clone())),
+        (None, Some(path)) => Some(ClientCredential::PrivateKey(PathBuf::from(path))),
+        (None, None) => None,
+    };
+    match (&raw.client_id, credential) {
+        (Some(id), Some(credential)) => {
+            return Ok(ClientAuth::ClientCredentials {
+                client_id: id.clone(),
+                credential,
+                token_url: raw.token_url.clone(),
+            });
+        }
+        (Some(_), None) => {
+            return Err(Error::Usage(
+                "--client-id needs --client-secret or --client-private-key".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::Usage(
+                "--client-secret and --client-private-key need --client-id".into(),
+            ));
+        }
+        (None, None) => {}
     }
     match (&raw.username, &raw.password) {
         (Some(username), Some(password)) => Ok(ClientAuth::Basic {
@@ -699,6 +726,43 @@ mod tests {
             tls_verify_from("certs.pem"),
             TlsVerify::CaBundle("certs.pem".into())
         );
+    }
+
+    #[test]
+    fn client_credentials_take_a_secret_or_a_private_key_not_both() {
+        let raw = |secret: Option<&str>, key: Option<&str>, id: Option<&str>| RawArgs {
+            client_id: id.map(str::to_string),
+            client_secret: secret.map(str::to_string),
+            client_private_key: key.map(str::to_string),
+            ..RawArgs::default()
+        };
+        match client_auth(&raw(None, Some("k.pem"), Some("cid"))) {
+            Ok(ClientAuth::ClientCredentials {
+                client_id,
+                credential: ClientCredential::PrivateKey(path),
+                token_url: None,
+            }) => assert_eq!((client_id.as_str(), path), ("cid", PathBuf::from("k.pem"))),
+            _ => panic!("expected private_key_jwt client credentials"),
+        }
+        assert!(matches!(
+            client_auth(&raw(Some("s"), None, Some("cid"))),
+            Ok(ClientAuth::ClientCredentials {
+                credential: ClientCredential::Secret(_),
+                ..
+            })
+        ));
+        for (secret, key, id, needle) in [
+            (Some("s"), Some("k.pem"), Some("cid"), "exclude each other"),
+            (None, None, Some("cid"), "--client-id needs"),
+            (None, Some("k.pem"), None, "need --client-id"),
+            (Some("s"), None, None, "need --client-id"),
+        ] {
+            let err = client_auth(&raw(secret, key, id))
+                .err()
+                .expect("usage error");
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]

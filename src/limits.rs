@@ -171,3 +171,22 @@ pub const METADATA_MAX_BYTES: u64 = 1024 * 1024;
 
 /// The part of an error body quoted in a log line or a JSON-RPC error message.
 pub const ERROR_BODY_QUOTE_BYTES: u64 = 512;
+
+/// `exp` of an RFC 7523 client assertion, counted from its `iat`: a fresh assertion is signed
+/// for each token request, so it only has to outlive the request (and the server's clock skew).
+pub const CLIENT_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How long the next message waits for the response head of the POST before it, which shows
+/// the remote has received that one (messages reach it in stdin order). Heads come within
+/// milliseconds, except a JSON reply that comes only with its result: after this the next
+/// message goes anyway, so a slow call cannot hold back, say, the answer to an elicitation.
+pub const POST_HEAD_WAIT: Duration = Duration::from_secs(1);
+
+/// After `notifications/initialized`, how long the next message waits for the GET stream's
+/// response head: a server may send its requests only there, and drops them while no GET
+/// stream is open. A remote that is slower than this gets the message anyway.
+pub const GET_STREAM_HEAD_WAIT: Duration = Duration::from_secs(2);
+
+/// The part of an error response read to find a JSON-RPC error answer in it (client mode): such
+/// an answer is a few hundred bytes; anything longer is quoted, not parsed.
+pub const REFUSAL_BODY_BYTES: u64 = 64 * 1024;

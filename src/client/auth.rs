@@ -1,5 +1,6 @@
 //! Credentials for requests to the remote: HTTP Basic, HTTP Digest (answering the server's
-//! challenge) and OAuth2 client credentials (in `oauth.rs`). `-H` headers and
+//! challenge) and OAuth2 client credentials (in `oauth.rs`, its JWT client assertions in
+//! `jwt.rs`). `-H` headers and
 //! `API_ACCESS_TOKEN` are plain headers and live in `http.rs`.
 //! Every secret is held in a `Secret`, which prints `***`; nothing here logs a value.
 
@@ -8,10 +9,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::encoding::{base64, hex};
 use super::http::{Plain, SendError};
+use super::jwt::SigningKey;
 use super::md5;
-use super::oauth::ClientCredentials;
+use super::oauth::{ClientCredentials, ClientProof};
 use super::url::Url;
-use crate::config::ClientAuth;
+use crate::config::{ClientAuth, ClientCredential};
+use crate::error::Error;
 use crate::logging::Secret;
 
 /// How requests authenticate.
@@ -24,8 +27,9 @@ pub enum Auth {
 }
 
 impl Auth {
-    pub fn from_settings(auth: &ClientAuth, server: &Url) -> Auth {
-        match auth {
+    /// Fails when a `--client-private-key` file cannot be read or holds no usable key.
+    pub fn from_settings(auth: &ClientAuth, server: &Url) -> Result<Auth, Error> {
+        Ok(match auth {
             ClientAuth::None => Auth::None,
             ClientAuth::Basic {
                 username,
@@ -47,15 +51,27 @@ impl Auth {
             }),
             ClientAuth::ClientCredentials {
                 client_id,
-                client_secret,
+                credential,
                 token_url,
-            } => Auth::ClientCredentials(Box::new(ClientCredentials::new(
-                client_id.clone(),
-                Secret(client_secret.clone()),
-                token_url.clone(),
-                server,
-            ))),
-        }
+            } => {
+                let proof = match credential {
+                    ClientCredential::Secret(secret) => ClientProof::Secret(Secret(secret.clone())),
+                    ClientCredential::PrivateKey(path) => {
+                        let key = SigningKey::load(path).map_err(|reason| Error::Config {
+                            path: path.display().to_string(),
+                            reason,
+                        })?;
+                        ClientProof::PrivateKey(Box::new(key))
+                    }
+                };
+                Auth::ClientCredentials(Box::new(ClientCredentials::new(
+                    client_id.clone(),
+                    proof,
+                    token_url.clone(),
+                    server,
+                )))
+            }
+        })
     }
 
     /// The `Authorization` value for a request, if this scheme has one ready.

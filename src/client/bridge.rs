@@ -7,7 +7,8 @@
 //! 1. `Idle`: nothing sent. Streamable HTTP and auto send the first stdin message (normally
 //!    `initialize`) as a probe; legacy SSE waits for the stream's `endpoint` event.
 //! 2. `Probing`: one message is out; the rest wait. auto: 400/404/405 → legacy SSE (spec J3).
-//! 3. `Ready`: messages go out as they come, at most `MAX_CONCURRENT_POSTS` at once.
+//! 3. `Ready`: messages go out in stdin order, at most `MAX_CONCURRENT_POSTS` at once; see
+//!    "Order" below.
 //! 4. `Down`: the remote is unreachable. Messages queue (bounded, each request for at most
 //!    `QUEUED_REQUEST_TIMEOUT`); Streamable HTTP probes again with backoff, legacy SSE waits
 //!    for its stream thread to bring a new endpoint.
@@ -18,6 +19,21 @@
 //!
 //! Before the remote was ever reached, a failure ends the program (exit 1, one line on stderr);
 //! afterwards only `--max-disconnected` does.
+//!
+//! Order. Each POST runs on its own thread, so without care a later message can overtake an
+//! earlier one on the way to the remote (`tools/list` before `notifications/initialized`), and a
+//! request can arrive before the GET stream the server would send its own requests on (a TS
+//! SDK server drops those silently then). So:
+//! 1. POSTs start in stdin order, and one starts only once the response head of the one before
+//!    it arrived: the remote has taken that message in. Replies then stream concurrently.
+//!    For an `initialize` the wait lasts until its whole reply was read: what follows needs the
+//!    negotiated protocol version (spec H2).
+//! 2. Once `notifications/initialized` got its response head, the GET stream is opened
+//!    (Streamable HTTP, also after a re-initialization) and nothing more is sent until the GET
+//!    got an answer: a stream, 405, or an error.
+//! 3. Each wait is bounded ([`limits::POST_HEAD_WAIT`], [`limits::GET_STREAM_HEAD_WAIT`]): a
+//!    JSON reply comes with its result only, and a slow call must not hold back, say, the
+//!    answer to the elicitation it is waiting for.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -71,6 +87,33 @@ enum Active {
     Sse,
 }
 
+/// What the next message waits for.
+struct Gate {
+    seq: u64,
+    /// The reply's end (`Done`), not only its head: for an `initialize`.
+    whole_reply: bool,
+    /// When the next message goes anyway.
+    until: Instant,
+}
+
+impl Gate {
+    /// Whether `report` shows the remote took the gated message in, or never will.
+    fn opened_by(&self, report: &Report) -> bool {
+        let seq = match report {
+            Report::Head { seq, .. } if !self.whole_reply => *seq,
+            Report::Done { seq }
+            | Report::NotDelivered { seq, .. }
+            | Report::Lost { seq, .. }
+            | Report::Answered { seq, .. }
+            | Report::Refused { seq, .. }
+            | Report::AuthFailed { seq, .. }
+            | Report::SessionExpired { seq: Some(seq) } => *seq,
+            _ => return false,
+        };
+        seq == self.seq
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     Idle,
@@ -102,6 +145,11 @@ pub struct Bridge {
     session: Session,
     /// Bumped to retire the current GET stream thread.
     get_stream_generation: Arc<AtomicU64>,
+    /// The last message sent, until the remote has taken it in: the next one waits (order 1).
+    gate: Option<Gate>,
+    /// The GET stream just opened (its generation), until its first answer or the deadline:
+    /// nothing is sent meanwhile (order 2).
+    get_stream_gate: Option<(u64, Instant)>,
     /// Legacy SSE: the POST URL of the current stream.
     endpoint: Option<String>,
     sse_stream_started: bool,
@@ -148,6 +196,8 @@ impl Bridge {
             backoff: limits::RECONNECT_BACKOFF_START,
             session: Session::default(),
             get_stream_generation: Arc::new(AtomicU64::new(0)),
+            gate: None,
+            get_stream_gate: None,
             endpoint: None,
             sse_stream_started: false,
             next_seq: 0,
@@ -283,7 +333,7 @@ impl Bridge {
         Ok(())
     }
 
-    /// Sends what the phase allows.
+    /// Sends what the phase and the order (module doc) allow.
     fn pump(&mut self) {
         match self.phase {
             Phase::Idle if self.active != Active::Sse => {
@@ -293,7 +343,10 @@ impl Bridge {
                 }
             }
             Phase::Ready => {
-                while self.in_flight.len() < limits::MAX_CONCURRENT_POSTS {
+                while self.in_flight.len() < limits::MAX_CONCURRENT_POSTS
+                    && self.gate.is_none()
+                    && self.get_stream_gate.is_none()
+                {
                     let Some(next) = self.queue.pop_front() else {
                         break;
                     };
@@ -321,6 +374,12 @@ impl Bridge {
             out.text.len()
         );
         self.in_flight.insert(seq, out);
+        // The next message waits for this one to reach the remote (order 1).
+        self.gate = Some(Gate {
+            seq,
+            whole_reply: is_initialize,
+            until: Instant::now() + limits::POST_HEAD_WAIT,
+        });
         match self.active {
             Active::Undecided | Active::Streamable => {
                 // An initialize starts a session: it never carries the old one.
@@ -350,6 +409,7 @@ impl Bridge {
                 ),
                 None => {
                     // Not reachable: legacy SSE is only Ready with an endpoint. Queue it again.
+                    self.gate = None;
                     if let Some(out) = self.in_flight.remove(&seq) {
                         self.queue.push_front(out);
                     }
@@ -364,6 +424,19 @@ impl Bridge {
         if !matches!(report, Report::Message(_)) {
             debug!("report: {report:?}");
         }
+        if self
+            .gate
+            .as_ref()
+            .is_some_and(|gate| gate.opened_by(&report))
+        {
+            self.gate = None;
+        }
+        let result = self.handle_report(report);
+        self.pump();
+        result
+    }
+
+    fn handle_report(&mut self, report: Report) -> Result<(), Error> {
         match report {
             Report::Head { seq, session_id } => self.on_head(seq, session_id),
             Report::Message(text) => {
@@ -378,6 +451,14 @@ impl Bridge {
             Report::Lost { seq, reason } => self.on_lost(seq, reason),
             Report::SessionExpired { seq } => {
                 self.on_session_expired(seq);
+                Ok(())
+            }
+            Report::Answered {
+                seq,
+                status,
+                answer,
+            } => {
+                self.on_answered(seq, status, answer);
                 Ok(())
             }
             Report::Refused {
@@ -396,6 +477,15 @@ impl Bridge {
             }
             Report::StreamUp => {
                 self.mark_connected();
+                Ok(())
+            }
+            Report::GetStreamSettled { generation } => {
+                if self
+                    .get_stream_gate
+                    .is_some_and(|(waiting_for, _)| waiting_for == generation)
+                {
+                    self.get_stream_gate = None;
+                }
                 Ok(())
             }
             Report::StreamDown(reason) => self.on_stream_down(reason),
@@ -419,13 +509,21 @@ impl Bridge {
             info!("remote speaks Streamable HTTP");
             self.active = Active::Streamable;
         }
-        let is_initialize = self
-            .in_flight
-            .get(&seq)
-            .is_some_and(|o| o.method.as_deref() == Some(INITIALIZE));
+        let (is_initialize, is_initialized) = match self.in_flight.get(&seq) {
+            Some(o) => (
+                o.method.as_deref() == Some(INITIALIZE),
+                // A replayed one opens the stream when the re-initialization ends.
+                !o.hidden && o.method.as_deref() == Some(INITIALIZED),
+            ),
+            None => (false, false),
+        };
         if is_initialize && session_id.is_some() {
             debug!("session established");
             self.session.id = session_id;
+        }
+        if is_initialized {
+            // Before anything else is sent (order 2).
+            self.open_get_stream();
         }
         if self.phase == (Phase::Probing { seq }) {
             self.become_ready();
@@ -437,13 +535,10 @@ impl Bridge {
         let Some(out) = self.in_flight.remove(&seq) else {
             return;
         };
-        if self.hidden_initialized_seq == Some(seq) {
+        if out.hidden && self.hidden_initialized_seq == Some(seq) {
             self.hidden_initialized_seq = None;
             self.finish_reinit();
-        } else if !out.hidden && out.method.as_deref() == Some(INITIALIZED) {
-            self.open_get_stream();
         }
-        self.pump();
     }
 
     fn on_not_delivered(&mut self, seq: u64, reason: String) -> Result<(), Error> {
@@ -545,6 +640,39 @@ impl Bridge {
         }
         // Before the first success, any refusal means this configuration cannot work.
         self.fail_message(out, &message, !self.ever_connected)
+    }
+
+    /// An error status whose body answers the request: the answer goes to the client like any
+    /// other, and the remote is plainly there (a 2026-07-28 server refusing a message of the
+    /// session era, say), so this is neither a start-up failure nor a reason to fall back to
+    /// legacy SSE (spec J4: a legacy server does not answer our request by its id).
+    fn on_answered(&mut self, seq: u64, status: u16, answer: String) {
+        let out = self.in_flight.remove(&seq);
+        if self.active == Active::Undecided {
+            info!("remote speaks Streamable HTTP");
+            self.active = Active::Streamable;
+        }
+        self.mark_connected();
+        if self.phase == (Phase::Probing { seq }) {
+            self.become_ready();
+        }
+        if let Some(out) = out.as_ref().filter(|o| o.hidden) {
+            warn!(
+                "re-initialization failed: the remote refused {} (HTTP {status})",
+                out.method.as_deref().unwrap_or("a message")
+            );
+            self.hidden_init_id = None;
+            self.hidden_initialized_seq = None;
+            self.finish_reinit();
+            return;
+        }
+        info!(
+            "the remote refused {} (HTTP {status}) with an error for the client",
+            out.as_ref()
+                .and_then(|o| o.method.as_deref())
+                .unwrap_or("a request")
+        );
+        self.on_remote_message(answer);
     }
 
     fn on_endpoint(&mut self, endpoint: String) {
@@ -714,15 +842,19 @@ impl Bridge {
         self.become_ready();
     }
 
-    fn bump_get_stream(&mut self) {
-        self.get_stream_generation.fetch_add(1, Ordering::SeqCst);
+    /// Retires the current GET stream thread; returns the new generation.
+    fn bump_get_stream(&mut self) -> u64 {
+        self.get_stream_gate = None;
+        self.get_stream_generation.fetch_add(1, Ordering::SeqCst) + 1
     }
 
+    /// Opens the GET stream; nothing is sent until it answered (order 2).
     fn open_get_stream(&mut self) {
         if self.active != Active::Streamable {
             return;
         }
-        self.bump_get_stream();
+        let generation = self.bump_get_stream();
+        self.get_stream_gate = Some((generation, Instant::now() + limits::GET_STREAM_HEAD_WAIT));
         streamable::open_get_stream(
             &self.remote,
             self.session.clone(),
@@ -755,6 +887,8 @@ impl Bridge {
         if let Some((since, _)) = &self.disconnected {
             at.push(*since + self.max_disconnected);
         }
+        at.extend(self.gate.as_ref().map(|gate| gate.until));
+        at.extend(self.get_stream_gate.map(|(_, until)| until));
         at.extend(self.closing);
         at.into_iter().min()
     }
@@ -778,7 +912,25 @@ impl Bridge {
         {
             self.retry();
         }
+        if let Some(gate) = &self.gate
+            && now >= gate.until
+        {
+            debug!(
+                "no response head for #{} within {:?}: sending on",
+                gate.seq,
+                limits::POST_HEAD_WAIT
+            );
+            self.gate = None;
+        }
+        if self.get_stream_gate.is_some_and(|(_, until)| now >= until) {
+            debug!(
+                "the GET stream did not answer within {:?}: sending on",
+                limits::GET_STREAM_HEAD_WAIT
+            );
+            self.get_stream_gate = None;
+        }
         self.expire_queued_requests(now);
+        self.pump();
         Ok(())
     }
 

@@ -1,11 +1,22 @@
-//! The two small encodings client mode's authentication needs: Base64 (RFC 4648, for Basic and
-//! `client_secret_basic`) and `application/x-www-form-urlencoded` (token requests).
+//! The small encodings client mode's authentication needs: Base64 (RFC 4648 §4, for Basic and
+//! `client_secret_basic`), unpadded Base64url (RFC 4648 §5, for JWTs, RFC 7515 §2) and
+//! `application/x-www-form-urlencoded` (token requests).
 //! Pure functions; no IO. Written here rather than pulled in as crates: each is a dozen lines.
 
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Standard Base64 with padding.
 pub fn base64(input: &[u8]) -> String {
+    encode(input, BASE64, true)
+}
+
+/// Base64url without padding, as JWTs use it.
+pub fn base64url(input: &[u8]) -> String {
+    encode(input, BASE64URL, false)
+}
+
+fn encode(input: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
         let b = [
@@ -16,8 +27,8 @@ pub fn base64(input: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(BASE64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
+                out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else if pad {
                 out.push('=');
             }
         }
@@ -72,6 +83,27 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
         }
+    }
+
+    #[test]
+    fn base64url_has_no_padding_and_the_url_safe_alphabet() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"", ""),
+            (b"f", "Zg"),
+            (b"fo", "Zm8"),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg"),
+            // 0xfb 0xff 0xbf: `+/+/` in standard Base64.
+            (&[0xfb, 0xff, 0xbf, 0xfb, 0xff, 0xbf], "-_-_-_-_"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(base64url(input), expected, "{input:?}");
+        }
+        // RFC 7515 appendix A.1: the JOSE header {"typ":"JWT",\r\n "alg":"HS256"}.
+        assert_eq!(
+            base64url(b"{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}"),
+            "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
+        );
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl Http {
                 .iter()
                 .map(|(k, v)| (k.clone(), Secret(v.clone())))
                 .collect(),
-            auth: Auth::from_settings(&settings.auth, &server),
+            auth: Auth::from_settings(&settings.auth, &server)?,
         })
     }
 
@@ -238,6 +238,28 @@ pub fn read_body(response: Response<Body>, cap: u64) -> Result<String, String> {
         .limit(cap)
         .read_to_string()
         .map_err(|e| e.to_string())
+}
+
+/// The body of an error response, lossily decoded, at most [`limits::REFUSAL_BODY_BYTES`];
+/// never fails (what cannot be read is left out).
+pub fn read_refusal(response: Response<Body>) -> String {
+    let mut bytes = Vec::new();
+    let reader = response.into_body().into_reader();
+    // Best effort, as in `error_snippet`.
+    let _ = std::io::Read::read_to_end(
+        &mut std::io::Read::take(reader, limits::REFUSAL_BODY_BYTES),
+        &mut bytes,
+    );
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The start of an error body read by [`read_refusal`], as `error_snippet` quotes it.
+pub fn quote_body(text: &str) -> String {
+    let mut end = text.len().min(limits::ERROR_BODY_QUOTE_BYTES as usize);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    crate::logging::escape_control(text[..end].trim()).into_owned()
 }
 
 /// The start of an error body, for a log line or an error message; never fails.

@@ -19,6 +19,7 @@ mod auth;
 mod bridge;
 mod encoding;
 mod http;
+mod jwt;
 mod md5;
 mod oauth;
 mod sse;
@@ -55,6 +56,14 @@ pub enum Report {
     Lost { seq: u64, reason: String },
     /// HTTP 404 for our session (spec G4). `None`: noticed by the GET stream.
     SessionExpired { seq: Option<u64> },
+    /// The remote answered a request's POST with an error status and, in the body, the JSON-RPC
+    /// error response to that request (its id): the request has its answer, and the remote
+    /// speaks MCP over Streamable HTTP. Not for 401/403, which are about credentials.
+    Answered {
+        seq: u64,
+        status: u16,
+        answer: String,
+    },
     /// The remote answered a POST with an error status.
     Refused {
         seq: u64,
@@ -67,6 +76,9 @@ pub enum Report {
     Endpoint(String),
     /// A GET stream is open.
     StreamUp,
+    /// The Streamable GET stream of this generation got its first answer (a stream, a refusal,
+    /// or an error): the bridge may send again.
+    GetStreamSettled { generation: u64 },
     /// A GET stream could not be opened or dropped without a way back yet.
     StreamDown(String),
 }

@@ -1,13 +1,14 @@
 //! OAuth2 client credentials (the MCP `oauth-client-credentials` extension, spec section L9):
-//! `grant_type=client_credentials` with `client_secret_basic`, the RFC 8707 `resource`
-//! parameter, a cached token renewed [`TOKEN_EARLY_RENEWAL`] before it expires, and a new token
-//! after a 401.
+//! `grant_type=client_credentials`, the client authenticated with `client_secret_basic` or with
+//! `private_key_jwt` (an RFC 7523 assertion, `jwt.rs`), the RFC 8707 `resource` parameter, a
+//! cached token renewed [`TOKEN_EARLY_RENEWAL`] before it expires, and a new token after a 401.
 //!
 //! Without `--token-url` the token endpoint is discovered after the first 401 (L3/L4):
 //! 1. `WWW-Authenticate: Bearer resource_metadata="…"`, else the well-known protected resource
 //!    metadata URLs (with the server's path, then without);
 //! 2. the metadata's `authorization_servers[0]`;
-//! 3. its RFC 8414 / OpenID metadata (path insertion rules), whose `token_endpoint` we use.
+//! 3. its RFC 8414 / OpenID metadata (path insertion rules), whose `token_endpoint` we use and
+//!    whose `issuer` is the audience of our assertions.
 //!
 //! No lock is held across a request: two threads that both find the token stale may both fetch
 //! one, which is harmless.
@@ -22,18 +23,46 @@ use ureq::http::Method;
 use super::auth::{param, parse_challenge};
 use super::encoding::{base64, form, percent_encode};
 use super::http::{Plain, Req, SendError, error_snippet, read_body};
+use super::jwt::{self, SigningKey};
 use super::url::{self, Url};
 use crate::limits::{METADATA_MAX_BYTES, TOKEN_EARLY_RENEWAL};
 use crate::logging::Secret;
 
+/// How the client proves who it is at the token endpoint.
+pub enum ClientProof {
+    /// `client_secret_basic`: id and secret in `Authorization: Basic`.
+    Secret(Secret<String>),
+    /// `private_key_jwt` (RFC 7523 §2.2): a fresh signed assertion in each token request.
+    PrivateKey(Box<SigningKey>),
+}
+
 pub struct ClientCredentials {
     client_id: String,
-    client_secret: Secret<String>,
+    proof: ClientProof,
     /// The canonical MCP server URL, sent as `resource`.
     resource: String,
     /// Configured, or discovered after the first 401.
-    token_url: Mutex<Option<String>>,
+    endpoint: Mutex<Option<TokenEndpoint>>,
     token: Mutex<Option<Token>>,
+}
+
+/// Where tokens come from.
+#[derive(Clone)]
+struct TokenEndpoint {
+    url: String,
+    /// The `aud` of our assertions: the authorization server's issuer identifier when it was
+    /// discovered (what servers check, e.g. the conformance suite), else the token endpoint URL,
+    /// which RFC 7523 §3 also allows.
+    audience: String,
+}
+
+impl TokenEndpoint {
+    fn configured(url: String) -> TokenEndpoint {
+        TokenEndpoint {
+            audience: url.clone(),
+            url,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -46,7 +75,7 @@ struct Token {
 impl ClientCredentials {
     pub fn new(
         client_id: String,
-        client_secret: Secret<String>,
+        proof: ClientProof,
         token_url: Option<String>,
         server: &Url,
     ) -> ClientCredentials {
@@ -56,9 +85,9 @@ impl ClientCredentials {
         }
         ClientCredentials {
             client_id,
-            client_secret,
+            proof,
             resource,
-            token_url: Mutex::new(token_url),
+            endpoint: Mutex::new(token_url.map(TokenEndpoint::configured)),
             token: Mutex::new(None),
         }
     }
@@ -69,10 +98,10 @@ impl ClientCredentials {
         if let Some(token) = self.fresh_token() {
             return Ok(Some(bearer(token.value.expose())));
         }
-        let Some(token_url) = self.known_token_url() else {
+        let Some(endpoint) = self.known_endpoint() else {
             return Ok(None);
         };
-        let token = self.fetch(plain, &token_url)?;
+        let token = self.fetch(plain, &endpoint)?;
         Ok(Some(bearer(&token)))
     }
 
@@ -84,20 +113,23 @@ impl ClientCredentials {
         server: &Url,
     ) -> Result<(), SendError> {
         self.token.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let token_url = match self.known_token_url() {
-            Some(url) => url,
+        let endpoint = match self.known_endpoint() {
+            Some(endpoint) => endpoint,
             None => {
-                let url = discover_token_endpoint(plain, www_authenticate, server)?;
-                info!("OAuth token endpoint discovered: {url}");
-                *self.token_url.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
-                url
+                let endpoint = discover_token_endpoint(plain, www_authenticate, server)?;
+                info!(
+                    "OAuth token endpoint discovered: {} (issuer {})",
+                    endpoint.url, endpoint.audience
+                );
+                *self.endpoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint.clone());
+                endpoint
             }
         };
-        self.fetch(plain, &token_url).map(|_| ())
+        self.fetch(plain, &endpoint).map(|_| ())
     }
 
-    fn known_token_url(&self) -> Option<String> {
-        self.token_url
+    fn known_endpoint(&self) -> Option<TokenEndpoint> {
+        self.endpoint
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -115,23 +147,43 @@ impl ClientCredentials {
         }
     }
 
-    fn fetch(&self, plain: &Plain, token_url: &str) -> Result<String, SendError> {
-        let body = form(&[
-            ("grant_type", "client_credentials"),
-            ("resource", &self.resource),
-        ]);
-        // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
-        let credentials = format!(
-            "{}:{}",
-            percent_encode(&self.client_id),
-            percent_encode(self.client_secret.expose())
-        );
+    fn fetch(&self, plain: &Plain, endpoint: &TokenEndpoint) -> Result<String, SendError> {
+        let token_url = endpoint.url.as_str();
+        let mut auth = Vec::new();
+        let body = match &self.proof {
+            ClientProof::Secret(secret) => {
+                // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
+                let credentials = format!(
+                    "{}:{}",
+                    percent_encode(&self.client_id),
+                    percent_encode(secret.expose())
+                );
+                auth.push((
+                    "Authorization".to_string(),
+                    Secret(format!("Basic {}", base64(credentials.as_bytes()))),
+                ));
+                Secret(form(&[
+                    ("grant_type", "client_credentials"),
+                    ("resource", &self.resource),
+                ]))
+            }
+            ClientProof::PrivateKey(key) => {
+                let assertion = key
+                    .assertion_now(&self.client_id, &endpoint.audience)
+                    .map_err(SendError::Auth)?;
+                Secret(form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", jwt::ASSERTION_TYPE),
+                    ("client_assertion", assertion.expose()),
+                    ("resource", &self.resource),
+                ]))
+            }
+        };
         let mut req = Req::new(Method::POST, token_url).header("Accept", "application/json");
-        req.body = Some(("application/x-www-form-urlencoded", body.as_bytes()));
-        let auth = [(
-            "Authorization".to_string(),
-            Secret(format!("Basic {}", base64(credentials.as_bytes()))),
-        )];
+        req.body = Some((
+            "application/x-www-form-urlencoded",
+            body.expose().as_bytes(),
+        ));
         let response = plain.send(&req, &auth).map_err(auth_error)?;
         if response.status() != 200 {
             let status = response.status();
@@ -185,7 +237,7 @@ fn discover_token_endpoint(
     plain: &Plain,
     www_authenticate: Option<&str>,
     server: &Url,
-) -> Result<String, SendError> {
+) -> Result<TokenEndpoint, SendError> {
     let from_challenge = www_authenticate
         .map(parse_challenge)
         .filter(|(scheme, _)| scheme == "bearer")
@@ -202,16 +254,25 @@ fn discover_token_endpoint(
         .ok_or_else(|| {
             SendError::Auth("protected resource metadata names no authorization server".into())
         })?;
-    let issuer = Url::parse(issuer)
+    let issuer_url = Url::parse(issuer)
         .ok_or_else(|| SendError::Auth(format!("invalid authorization server URL {issuer:?}")))?;
-    let metadata = first_document(plain, &url::authorization_server_metadata_urls(&issuer))?;
-    metadata
+    let metadata = first_document(plain, &url::authorization_server_metadata_urls(&issuer_url))?;
+    let url = metadata
         .get("token_endpoint")
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| {
             SendError::Auth("authorization server metadata has no token_endpoint".into())
-        })
+        })?;
+    // RFC 8414 §2: `issuer` is REQUIRED; the URL the resource named stands in for a server
+    // that leaves it out.
+    let audience = metadata
+        .get("issuer")
+        .and_then(Value::as_str)
+        .filter(|i| !i.is_empty())
+        .unwrap_or(issuer)
+        .to_string();
+    Ok(TokenEndpoint { url, audience })
 }
 
 /// The first of `urls` that serves a JSON object.
@@ -253,7 +314,7 @@ mod tests {
     fn resource_is_the_server_url_without_trailing_slash() {
         let c = ClientCredentials::new(
             "id".into(),
-            Secret("s".into()),
+            ClientProof::Secret(Secret("s".into())),
             None,
             &Url::parse("https://h/mcp/?x=1").unwrap(),
         );

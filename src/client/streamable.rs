@@ -11,7 +11,7 @@ use log::{debug, info, warn};
 use ureq::Body;
 use ureq::http::{Method, Response};
 
-use super::http::{Req, SendError, error_snippet, header, media_type, read_body};
+use super::http::{Req, SendError, header, media_type, quote_body, read_body, read_refusal};
 use super::{Remote, Report};
 use crate::jsonrpc::{Envelope, Kind};
 use crate::limits;
@@ -83,11 +83,24 @@ fn run_post(remote: &Remote, job: PostJob) {
     } else if status == 404 && job.session.id.is_some() {
         remote.report(Report::SessionExpired { seq: Some(seq) });
     } else {
-        let reason = error_snippet(response);
-        remote.report(Report::Refused {
-            seq,
-            status,
-            reason,
+        let body = read_refusal(response);
+        let answered = !matches!(status, 401 | 403)
+            && job
+                .request_id
+                .as_deref()
+                .is_some_and(|id| is_response_to(&body, id));
+        remote.report(if answered {
+            Report::Answered {
+                seq,
+                status,
+                answer: body,
+            }
+        } else {
+            Report::Refused {
+                seq,
+                status,
+                reason: quote_body(&body),
+            }
         });
     }
 }
@@ -217,8 +230,9 @@ fn is_response_to(text: &str, id: &str) -> bool {
 }
 
 /// Opens the GET stream for server-initiated messages (spec F1–F4) on a `get-stream` thread.
-/// It keeps reconnecting (backoff, `Last-Event-ID`, `retry`) until `generation` moves on, the
-/// server says 405 (no stream) or 404 (session gone, reported), or shutdown.
+/// Its first answer, whatever it is, is reported as `GetStreamSettled`. It keeps reconnecting
+/// (backoff, `Last-Event-ID`, `retry`) until `generation` moves on, the server says 405 (no
+/// stream) or 404 (session gone, reported), or shutdown.
 pub fn open_get_stream(remote: &Arc<Remote>, session: Session, generation: Arc<AtomicU64>) {
     let mine = generation.load(Ordering::SeqCst);
     let remote = remote.clone();
@@ -235,6 +249,13 @@ fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mi
     let mut backoff = limits::RECONNECT_BACKOFF_START;
     let mut last_event_id: Option<String> = None;
     let mut retry_ms: Option<u64> = None;
+    // The bridge holds back its next message until the first answer (bridge.rs, order 2).
+    let mut settled = false;
+    let mut settle = || {
+        if !std::mem::replace(&mut settled, true) {
+            remote.report(Report::GetStreamSettled { generation: mine });
+        }
+    };
     loop {
         if generation.load(Ordering::SeqCst) != mine || remote.shutdown.is_set() {
             return;
@@ -244,7 +265,9 @@ fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mi
         if let Some(id) = &last_event_id {
             req = req.header("Last-Event-ID", id.clone());
         }
-        match remote.http.send(&req) {
+        let response = remote.http.send(&req);
+        settle();
+        match response {
             Ok(r) if r.status().as_u16() == 405 => {
                 info!("the remote offers no GET stream (HTTP 405)");
                 return;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::fake_remote::{FakeRemote, FakeResponse, McpState, TLS_DIR, mcp_script};
+use crate::support::fake_remote::{
+    FakeRemote, FakeRequest, FakeResponse, McpState, TLS_DIR, mcp_script, sse_event,
+};
 use crate::support::stdio_client::StdioProxy;
 use crate::support::{DEADLINE, FIXTURE, Proxy, free_port, wait_until};
 
@@ -555,4 +557,595 @@ fn sigterm_ends_the_session_and_exits_0() {
         "DELETE before exit"
     );
     assert!(state.lock().unwrap().live_sessions.is_empty());
+}
+
+// ---- OAuth with a private key (private_key_jwt, RFC 7523) ---------------------------------------
+
+/// Base64url without padding, decoded (the proxy only encodes; the test checks its output).
+fn unbase64url(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url without padding: {s:?}"),
+        }
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        acc = (acc << 6) | value(c);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// One field of an `application/x-www-form-urlencoded` body, decoded.
+fn form_field(body: &str, name: &str) -> Option<String> {
+    body.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        if k != name {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut bytes = v.bytes();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'%' => {
+                    let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                    out.push(u8::from_str_radix(&hex, 16).expect("percent escape"));
+                }
+                b'+' => out.push(b' '),
+                b => out.push(b),
+            }
+        }
+        Some(String::from_utf8(out).expect("UTF-8 form value"))
+    })
+}
+
+/// The test client's public key (`support/tls/client-jwt.pub.pem`) as ring wants it: the
+/// uncompressed point that ends a P-256 SubjectPublicKeyInfo.
+fn client_public_key() -> Vec<u8> {
+    use rustls::pki_types::SubjectPublicKeyInfoDer;
+    use rustls::pki_types::pem::PemObject;
+    let spki = SubjectPublicKeyInfoDer::from_pem_file(format!("{TLS_DIR}/client-jwt.pub.pem"))
+        .expect("the test public key");
+    let der: &[u8] = spki.as_ref();
+    assert_eq!(der.len(), 91, "a P-256 SubjectPublicKeyInfo");
+    der[der.len() - 65..].to_vec()
+}
+
+/// Checks a token request the way an authorization server must (RFC 7523 §3): the assertion's
+/// signature with the client's public key, then its header and claims. `Err` says what is wrong.
+fn check_assertion(req: &FakeRequest, issuer: &str, resource: &str) -> Result<Value, String> {
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    if req.header("authorization").is_some() {
+        return Err("a private_key_jwt client sends no Authorization header".into());
+    }
+    let field = |name| form_field(&req.body, name).ok_or(format!("no {name} in {}", req.body));
+    if field("grant_type")? != "client_credentials" {
+        return Err("grant_type is not client_credentials".into());
+    }
+    if field("client_assertion_type")? != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+        return Err("wrong client_assertion_type".into());
+    }
+    if field("resource")? != resource {
+        return Err(format!("resource is not {resource}"));
+    }
+    let assertion = field("client_assertion")?;
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err(format!("not a compact JWS: {assertion}"));
+    };
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, client_public_key())
+        .verify(
+            format!("{header}.{claims}").as_bytes(),
+            &unbase64url(signature),
+        )
+        .map_err(|_| "the signature does not verify with the client's public key")?;
+    let header: Value = serde_json::from_slice(&unbase64url(header)).map_err(|e| e.to_string())?;
+    if header != json!({"alg": "ES256", "typ": "JWT"}) {
+        return Err(format!("header {header}"));
+    }
+    let claims: Value = serde_json::from_slice(&unbase64url(claims)).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let iat = claims["iat"].as_u64().ok_or("no iat")?;
+    let exp = claims["exp"].as_u64().ok_or("no exp")?;
+    let well_formed = claims["iss"] == "cid"
+        && claims["sub"] == "cid"
+        && claims["aud"] == issuer
+        && iat.abs_diff(now) < 60
+        && exp == iat + 300
+        && claims["jti"].as_str().is_some_and(|j| j.len() >= 16);
+    if !well_formed {
+        return Err(format!("claims {claims} (issuer {issuer})"));
+    }
+    Ok(claims)
+}
+
+#[test]
+fn oauth_private_key_jwt_is_signed_for_the_discovered_issuer_and_renewed_after_401() {
+    // The authorization server: RFC 8414 metadata at its root, a token endpoint that verifies
+    // each assertion as a real server would and issues AT1, AT2, …
+    let assertions: Arc<Mutex<Vec<Result<Value, String>>>> = Arc::default();
+    let auth_port = Arc::new(Mutex::new(0u16));
+    let mcp_port = Arc::new(Mutex::new(0u16));
+    let auth_server = {
+        let (assertions, auth_port, mcp_port) =
+            (assertions.clone(), auth_port.clone(), mcp_port.clone());
+        FakeRemote::start(move |req| {
+            let issuer = format!("http://127.0.0.1:{}", auth_port.lock().unwrap());
+            match req.path.as_str() {
+                "/.well-known/oauth-authorization-server" => FakeResponse::json(
+                    200,
+                    &json!({"issuer": issuer, "token_endpoint": format!("{issuer}/token"),
+                    "grant_types_supported": ["client_credentials"],
+                    "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                    "token_endpoint_auth_signing_alg_values_supported": ["ES256"]}),
+                ),
+                "/token" => {
+                    let resource = format!("http://127.0.0.1:{}/mcp", mcp_port.lock().unwrap());
+                    let checked = check_assertion(req, &issuer, &resource);
+                    let mut assertions = assertions.lock().unwrap();
+                    assertions.push(checked.clone());
+                    match checked {
+                        Ok(_) => FakeResponse::json(
+                            200,
+                            &json!({"access_token": format!("AT{}", assertions.len()),
+                                    "token_type": "Bearer", "expires_in": 3600}),
+                        ),
+                        Err(e) => FakeResponse::json(
+                            401,
+                            &json!({"error": "invalid_client", "error_description": e}),
+                        ),
+                    }
+                }
+                _ => FakeResponse::empty(404),
+            }
+        })
+    };
+    *auth_port.lock().unwrap() = auth_server.port;
+    // The MCP server: 401 with resource_metadata in the challenge (spec L3), its protected
+    // resource metadata naming the authorization server.
+    let state = Arc::new(Mutex::new(McpState {
+        required_authorization: Some("Bearer AT1".into()),
+        ..McpState::default()
+    }));
+    let fake = {
+        let mcp = mcp_script(state.clone());
+        let issuer = auth_server.url("");
+        FakeRemote::start(move |req| {
+            if req.path == "/prm" {
+                FakeResponse::json(
+                    200,
+                    &json!({"resource": "x", "authorization_servers": [issuer]}),
+                )
+            } else {
+                mcp(req)
+            }
+        })
+    };
+    *mcp_port.lock().unwrap() = fake.port;
+    state.lock().unwrap().www_authenticate = Some(format!(
+        r#"Bearer resource_metadata="{}""#,
+        fake.url("/prm")
+    ));
+
+    let key = format!("{TLS_DIR}/client-jwt.key");
+    let mut client = StdioProxy::start(&[
+        "--debug",
+        "--client-id",
+        "cid",
+        "--client-private-key",
+        &key,
+        &fake.url("/mcp"),
+    ]);
+    client.initialize();
+    assert_eq!(
+        structured(&client.call_tool(1, "x", json!({})))["authorization"],
+        "Bearer AT1"
+    );
+    // The GET stream attempt also carries the token; let it happen before the token changes.
+    wait_until(DEADLINE, "the GET stream attempt", || {
+        fake.requests().iter().any(|r| r.method == "GET")
+    });
+    assert_eq!(assertions.lock().unwrap().len(), 1, "the token is cached");
+
+    // Revoked: the 401 brings a new token, with a new assertion, and the request goes again.
+    state.lock().unwrap().required_authorization = Some("Bearer AT2".into());
+    assert_eq!(
+        structured(&client.call_tool(2, "x", json!({})))["authorization"],
+        "Bearer AT2"
+    );
+    client.close_stdin();
+    assert_eq!(client.wait_exit(DEADLINE), Some(0));
+
+    let assertions = assertions.lock().unwrap().clone();
+    let claims: Vec<Value> = assertions
+        .into_iter()
+        .map(|checked| checked.unwrap_or_else(|e| panic!("token request refused: {e}")))
+        .collect();
+    assert_eq!(claims.len(), 2);
+    assert_ne!(claims[0]["jti"], claims[1]["jti"], "each assertion is new");
+    let log = client.stderr();
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let key_line = key_text.lines().nth(1).unwrap();
+    for secret in [
+        "AT1",
+        "AT2",
+        key_line,
+        "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9",
+    ] {
+        assert!(!log.contains(secret), "secret {secret:?} in stderr:\n{log}");
+    }
+}
+
+#[test]
+fn an_unusable_client_private_key_is_a_startup_error() {
+    // A public key where the private key belongs, then a file that does not exist.
+    for (file, reason) in [
+        (
+            format!("{TLS_DIR}/client-jwt.pub.pem"),
+            "no PEM private key",
+        ),
+        (
+            format!("{TLS_DIR}/nonexistent.key"),
+            "cannot read the private key",
+        ),
+    ] {
+        let mut client = StdioProxy::start(&[
+            "--client-id",
+            "cid",
+            "--client-private-key",
+            &file,
+            "http://127.0.0.1:1/mcp",
+        ]);
+        assert_eq!(client.wait_exit(DEADLINE), Some(1), "{file}");
+        let log = client.stderr();
+        assert!(log.contains(reason) && log.contains(&file), "{log}");
+    }
+    let mut client = StdioProxy::start(&[
+        "--client-id",
+        "cid",
+        "--client-secret",
+        "s",
+        "--client-private-key",
+        "k.pem",
+        "http://127.0.0.1:1/mcp",
+    ]);
+    assert_eq!(
+        client.wait_exit(DEADLINE),
+        Some(2),
+        "secret and key exclude each other"
+    );
+}
+
+// ---- order of messages --------------------------------------------------------------------------
+
+/// What reached a fake remote, in the order it arrived.
+#[derive(Default)]
+struct Arrivals {
+    /// Each POSTed message, and when the fake took it in.
+    posts: Vec<(Value, Instant)>,
+    /// Each GET: when it arrived, and when its response head was sent.
+    gets: Vec<(Instant, Instant)>,
+    /// Open SSE streams (GET streams, the legacy stream), kept until the test ends.
+    streams: Vec<crossbeam_channel::Sender<String>>,
+}
+
+/// Up to 3 ms of random delay before a POST is taken in: without the ordering, messages sent
+/// concurrently then arrive shuffled.
+fn jitter() {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    std::thread::sleep(Duration::from_micros(random % 3000));
+}
+
+/// `initialize`, `notifications/initialized`, then `n` messages of every kind: requests,
+/// notifications and answers to (imaginary) server requests.
+fn burst(n: usize) -> Vec<Value> {
+    let mut messages = vec![
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},
+            "clientInfo":{"name":"order-test","version":"1"}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    ];
+    messages.extend((0..n).map(|i| match i % 3 {
+        0 => json!({"jsonrpc":"2.0","id":i + 1,"method":"tools/list","params":{"n":i}}),
+        1 => json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed",
+                    "params":{"_meta":{"n":i}}}),
+        _ => json!({"jsonrpc":"2.0","id":format!("server-{i}"),"result":{"n":i}}),
+    }));
+    messages
+}
+
+/// Writes all `messages` to the proxy at once, then waits for the answer to every request.
+fn send_all_and_collect_answers(client: &mut StdioProxy, messages: &[Value]) {
+    let mut unanswered: Vec<String> = messages
+        .iter()
+        .filter(|m| m.get("method").is_some() && m.get("id").is_some())
+        .map(|m| m["id"].to_string())
+        .collect();
+    for m in messages {
+        client.send(m);
+    }
+    while !unanswered.is_empty() {
+        let v = client.recv();
+        assert!(v.get("error").is_none(), "{v}");
+        let answered = v["id"].to_string();
+        unanswered.retain(|id| *id != answered);
+    }
+}
+
+#[track_caller]
+fn assert_arrived_in_order(arrivals: &Mutex<Arrivals>, sent: &[Value]) {
+    wait_until(DEADLINE, "every message at the remote", || {
+        arrivals.lock().unwrap().posts.len() >= sent.len()
+    });
+    let arrivals = arrivals.lock().unwrap();
+    let got: Vec<&Value> = arrivals.posts.iter().map(|(m, _)| m).collect();
+    assert_eq!(got.len(), sent.len(), "each message once");
+    if let Some(i) = (0..sent.len()).find(|&i| *got[i] != sent[i]) {
+        panic!(
+            "message {i} out of order: sent {}, arrived {}",
+            sent[i], got[i]
+        );
+    }
+}
+
+#[test]
+fn streamable_http_posts_arrive_in_stdin_order_and_after_the_get_stream_answered() {
+    let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
+    let fake = {
+        let arrivals = arrivals.clone();
+        FakeRemote::start(move |req| match req.method.as_str() {
+            "GET" => {
+                let arrived = Instant::now();
+                // A slow head: what follows `initialized` must wait for it.
+                std::thread::sleep(Duration::from_millis(300));
+                let (response, stream) = FakeResponse::sse();
+                let mut arrivals = arrivals.lock().unwrap();
+                arrivals.gets.push((arrived, Instant::now()));
+                arrivals.streams.push(stream);
+                response.with_header("Mcp-Session-Id", "s1")
+            }
+            "DELETE" => FakeResponse::empty(200),
+            _ => {
+                jitter();
+                let message = req.json();
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .posts
+                    .push((message.clone(), Instant::now()));
+                if message["method"] == "initialize" {
+                    FakeResponse::json(
+                        200,
+                        &json!({"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18",
+                            "capabilities":{},"serverInfo":{"name":"fake","version":"1"}}}),
+                    )
+                    .with_header("Mcp-Session-Id", "s1")
+                } else if message.get("method").is_some() && message.get("id").is_some() {
+                    FakeResponse::json(
+                        200,
+                        &json!({"jsonrpc":"2.0","id":message["id"],"result":{}}),
+                    )
+                } else {
+                    FakeResponse::empty(202)
+                }
+            }
+        })
+    };
+    let mut client = StdioProxy::start(&["--transport", "streamablehttp", &fake.url("/mcp")]);
+    let sent = burst(60);
+    send_all_and_collect_answers(&mut client, &sent);
+    assert_arrived_in_order(&arrivals, &sent);
+
+    wait_until(DEADLINE, "the GET stream answered", || {
+        !arrivals.lock().unwrap().gets.is_empty()
+    });
+    let arrivals = arrivals.lock().unwrap();
+    assert_eq!(arrivals.gets.len(), 1, "one GET stream");
+    let (get_arrived, get_answered) = arrivals.gets[0];
+    let initialized_at = arrivals.posts[1].1;
+    let next_at = arrivals.posts[2].1;
+    assert!(
+        get_arrived >= initialized_at,
+        "the GET came before notifications/initialized"
+    );
+    assert!(
+        next_at > get_answered,
+        "the message after notifications/initialized came {:?} before the GET's head was sent",
+        get_answered - next_at
+    );
+    for req in fake
+        .requests()
+        .iter()
+        .filter(|r| r.method != "POST" || r.json()["id"] != 0)
+    {
+        assert_eq!(req.header("mcp-session-id"), Some("s1"), "{}", req.body);
+    }
+}
+
+#[test]
+fn legacy_sse_posts_arrive_in_stdin_order() {
+    let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
+    let fake = {
+        let arrivals = arrivals.clone();
+        FakeRemote::start(move |req| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/sse") => {
+                let (response, stream) = FakeResponse::sse();
+                stream
+                    .send(sse_event("endpoint", "/messages?sid=1"))
+                    .unwrap();
+                arrivals.lock().unwrap().streams.push(stream);
+                response
+            }
+            ("POST", "/messages?sid=1") => {
+                jitter();
+                let message = req.json();
+                let mut arrivals = arrivals.lock().unwrap();
+                arrivals.posts.push((message.clone(), Instant::now()));
+                if message.get("method").is_some() && message.get("id").is_some() {
+                    let result = if message["method"] == "initialize" {
+                        json!({"protocolVersion":"2024-11-05","capabilities":{},
+                               "serverInfo":{"name":"fake","version":"1"}})
+                    } else {
+                        json!({})
+                    };
+                    let answer = json!({"jsonrpc":"2.0","id":message["id"],"result":result});
+                    for stream in &arrivals.streams {
+                        // A stream whose client has gone: the live one gets it.
+                        let _ = stream.send(sse_event("message", &answer.to_string()));
+                    }
+                }
+                FakeResponse::empty(202)
+            }
+            _ => FakeResponse::empty(404),
+        })
+    };
+    let mut client = StdioProxy::start(&["--transport", "sse", &fake.url("/sse")]);
+    let sent = burst(60);
+    send_all_and_collect_answers(&mut client, &sent);
+    assert_arrived_in_order(&arrivals, &sent);
+}
+
+#[test]
+fn a_server_request_on_the_get_stream_during_a_call_reaches_stdin() {
+    // The conformance scenario elicitation-sep1034-client-defaults in miniature: `tools/call`
+    // makes the server ask the client on the GET stream, which it drops (as the TS SDK does) when
+    // no GET stream is open yet; the call ends with the answer.
+    #[derive(Default)]
+    struct State {
+        get_stream: Option<crossbeam_channel::Sender<String>>,
+        /// The call's reply stream and its id, while the server waits for the answer.
+        call: Option<(crossbeam_channel::Sender<String>, Value)>,
+        dropped: bool,
+    }
+    let state: Arc<Mutex<State>> = Arc::default();
+    let fake = {
+        let state = state.clone();
+        FakeRemote::start(move |req| {
+            if req.method == "GET" {
+                // A slow head (no lock held): a proxy that does not wait for it sends tools/call
+                // first.
+                std::thread::sleep(Duration::from_millis(300));
+                let (response, stream) = FakeResponse::sse();
+                state.lock().unwrap().get_stream = Some(stream);
+                return response;
+            }
+            let mut state = state.lock().unwrap();
+            if req.method == "DELETE" {
+                return FakeResponse::empty(200);
+            }
+            let message = req.json();
+            match message["method"].as_str() {
+                Some("initialize") => FakeResponse::json(
+                    200,
+                    &json!({"jsonrpc":"2.0","id":message["id"],"result":{
+                        "protocolVersion":"2025-06-18","capabilities":{"tools":{}},
+                        "serverInfo":{"name":"fake","version":"1"}}}),
+                )
+                .with_header("Mcp-Session-Id", "s1"),
+                Some("tools/call") => {
+                    let ask = json!({"jsonrpc":"2.0","id":"ask-1","method":"elicitation/create",
+                        "params":{"message":"name?","requestedSchema":{"type":"object",
+                        "properties":{"name":{"type":"string","default":"Ada"}}}}});
+                    match &state.get_stream {
+                        Some(stream) => {
+                            stream.send(sse_event("message", &ask.to_string())).unwrap()
+                        }
+                        None => state.dropped = true,
+                    }
+                    let (response, stream) = FakeResponse::sse();
+                    state.call = Some((stream, message["id"].clone()));
+                    response
+                }
+                Some(_) => FakeResponse::empty(202),
+                None if message["id"] == "ask-1" => {
+                    if let Some((stream, id)) = state.call.take() {
+                        let name = message["result"]["content"]["name"].clone();
+                        let result = json!({"jsonrpc":"2.0","id":id,"result":{
+                            "content":[{"type":"text","text":format!("hello {name}")}]}});
+                        stream
+                            .send(sse_event("message", &result.to_string()))
+                            .unwrap();
+                    }
+                    FakeResponse::empty(202)
+                }
+                None => FakeResponse::empty(202),
+            }
+        })
+    };
+    let mut client = StdioProxy::start(&["--transport", "streamablehttp", &fake.url("/mcp")]);
+    client.send(
+        &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},
+        "clientInfo":{"name":"t","version":"1"}}}),
+    );
+    client.response(&json!(0));
+    // Back to back, as a desktop client does.
+    client.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    client.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+        "params":{"name":"greet","arguments":{}}}));
+    wait_until(DEADLINE, "tools/call at the remote", || {
+        state.lock().unwrap().call.is_some()
+    });
+    assert!(
+        !state.lock().unwrap().dropped,
+        "tools/call reached the remote before its GET stream was open: the server's request was lost"
+    );
+    let ask = client.recv();
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    client.send(&json!({"jsonrpc":"2.0","id":ask["id"],"result":{
+        "action":"accept","content":{"name":"Ada"}}}));
+    let v = client.response(&json!(1));
+    assert_eq!(v["result"]["content"][0]["text"], "hello \"Ada\"", "{v}");
+}
+
+#[test]
+fn an_error_status_answering_the_request_reaches_the_client_and_is_not_fatal() {
+    // A 2026-07-28 server refuses a first message it cannot take (here: no MCP-Protocol-Version
+    // header) with 400 and the JSON-RPC error for that request; the client then initializes.
+    let state = Arc::new(Mutex::new(McpState::default()));
+    let fake = {
+        let mcp = mcp_script(state);
+        FakeRemote::start(move |req| {
+            let message = req.json();
+            if message["method"] == "server/discover" {
+                return FakeResponse::json(
+                    400,
+                    &json!({"jsonrpc":"2.0","id":message["id"],"error":{"code":-32020,
+                        "message":"Header mismatch: the MCP-Protocol-Version header is required"}}),
+                );
+            }
+            mcp(req)
+        })
+    };
+    // auto as well: an answer by the request's id is no reason to fall back to legacy SSE.
+    for transport in ["streamablehttp", "auto"] {
+        let mut client = StdioProxy::start(&["--transport", transport, &fake.url("/mcp")]);
+        client.send(
+            &json!({"jsonrpc":"2.0","id":"d","method":"server/discover","params":{
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}),
+        );
+        let v = client.response(&json!("d"));
+        assert_eq!(v["error"]["code"], -32020, "{transport}: {v}");
+        client.initialize();
+        let v = client.call_tool(1, "x", json!({}));
+        assert_eq!(structured(&v)["method"], "tools/call", "{transport}: {v}");
+        client.close_stdin();
+        assert_eq!(client.wait_exit(DEADLINE), Some(0), "{transport}");
+    }
 }

@@ -1,6 +1,8 @@
 //! A scripted HTTP/1.1 server on 127.0.0.1 (cargo's `HttpServer` shape): one thread accepts,
 //! one thread per connection, every response `Connection: close`, optional TLS with the test
 //! certificate in `support/tls/`. Records every request. Stops on drop.
+//! A response is a whole body, or a stream (SSE): its head at once, then each chunk written and
+//! flushed as the test sends it, until the test drops the sender.
 //!
 //! `McpScript` is a minimal Streamable HTTP MCP server for client-mode tests that need to
 //! control statuses, sessions and credentials.
@@ -13,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use serde_json::{Value, json};
 
 /// One request as received (the body is kept, it is test data).
@@ -40,6 +43,8 @@ pub struct FakeResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// A streamed body instead of `body`: chunks as they come, until every sender is gone.
+    pub stream: Option<Receiver<String>>,
 }
 
 impl FakeResponse {
@@ -48,6 +53,7 @@ impl FakeResponse {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.to_string(),
+            stream: None,
         }
     }
 
@@ -56,7 +62,25 @@ impl FakeResponse {
             status,
             headers: Vec::new(),
             body: String::new(),
+            stream: None,
         }
+    }
+
+    /// A 200 `text/event-stream` response held open: its head goes out at once, then each
+    /// chunk sent on the returned `Sender` (see [`sse_event`]); dropping it ends the stream.
+    /// Unbounded: a test sends a handful of events.
+    pub fn sse() -> (FakeResponse, Sender<String>) {
+        let (tx, rx) = unbounded();
+        let response = FakeResponse {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "text/event-stream".into()),
+                ("Cache-Control".into(), "no-cache".into()),
+            ],
+            body: String::new(),
+            stream: Some(rx),
+        };
+        (response, tx)
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> FakeResponse {
@@ -166,14 +190,43 @@ fn serve_one(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<
     for (k, v) in &response.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        response.body.len()
-    ));
+    if response.stream.is_none() {
+        head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    }
+    // A streamed body has no length: it ends when the connection closes.
+    head.push_str("Connection: close\r\n\r\n");
     let stream = reader.get_mut();
+    // Write errors mean the client has gone; the test sees that in what it asserts.
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(response.body.as_bytes());
     let _ = stream.flush();
+    if let Some(chunks) = response.stream {
+        loop {
+            // An idle stream gets a comment each second: once the client has gone, the write
+            // fails and this thread ends, even while the test still holds the sender.
+            let chunk = match chunks.recv_timeout(Duration::from_secs(1)) {
+                Ok(chunk) => chunk,
+                Err(RecvTimeoutError::Timeout) => ": idle\n\n".to_string(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if stream
+                .write_all(chunk.as_bytes())
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// One SSE event: `event: NAME` unless it is `message`, then the data line.
+pub fn sse_event(name: &str, data: &str) -> String {
+    if name == "message" {
+        format!("data: {data}\n\n")
+    } else {
+        format!("event: {name}\ndata: {data}\n\n")
+    }
 }
 
 fn read_request(reader: &mut impl BufRead) -> Option<FakeRequest> {
