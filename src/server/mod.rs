@@ -3,8 +3,8 @@
 //! 1. Every configured server's child is started at once, in parallel ([`Mux::start`]).
 //! 2. The listener opens right away; a request for a server still starting waits for it
 //!    (bounded), a server that failed answers 503.
-//! 3. `dispatch` takes requests from tiny_http and hands each to a thread of its own, which
-//!    routes it by path: `/status`, then `[/servers/NAME]/{mcp,sse,messages/}`.
+//! 3. A pool of worker threads ([`workers`]) takes requests from tiny_http and routes each
+//!    by path: `/status`, `/health`, then `[/servers/NAME]/{mcp,sse,messages/}`.
 //! 4. On SIGINT/SIGTERM: stop accepting, end open streams, stop every child, exit 0.
 //!
 //! This module parses no JSON; `streamable` and `sse` do, through `jsonrpc::Envelope`.
@@ -17,6 +17,7 @@ mod respond;
 mod sse;
 mod status;
 mod streamable;
+mod workers;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{debug, error, info, warn};
+use log::{debug, info, warn};
 use tiny_http::{Method, Request};
 
 use crate::config::{ServerLimits, ServerSettings};
@@ -37,6 +38,7 @@ use auth::Auth;
 use backend::Backend;
 use guard::{Guard, Verdict};
 use respond::Extra;
+use workers::Workers;
 
 /// Everything a request handler reads. Immutable once serving, but for the counters.
 pub struct App {
@@ -109,21 +111,15 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
     announce(&app, addr);
     let reaper = start_reaper(&app)?;
 
-    // The dispatch loop blocks in recv(); unblock() is its documented wake-up.
-    let waker = {
-        let http = http.clone();
-        let shutdown = shutdown.clone();
-        thread::Builder::new()
-            .name("shutdown".into())
-            .spawn(move || {
-                shutdown.wait();
-                http.unblock();
-            })
-            .map_err(|e| Error::io("starting a thread", e))?
-    };
-    dispatch(&app, &http);
-    // Both only wait for the shutdown, then end; neither can have anything to report.
-    let _ = waker.join();
+    let workers = Workers::start(http.clone(), Dispatch(app.clone()));
+    shutdown.wait();
+    // Workers block in recv(); unblock() is its documented wake-up (they pass it on).
+    http.unblock();
+    debug!(
+        "{} request thread(s) were alive at shutdown",
+        workers.alive()
+    );
+    // The reaper only waits for the shutdown, then ends; it has nothing to report.
     let _ = reaper.join();
 
     info!("shutting down: stopping {} server(s)", app.servers.len());
@@ -271,31 +267,20 @@ fn announce(app: &App, addr: SocketAddr) {
     }
 }
 
-fn dispatch(app: &Arc<App>, http: &tiny_http::Server) {
-    loop {
-        let rq = match http.recv() {
-            Ok(rq) => rq,
-            Err(e) => {
-                if app.shutdown.is_set() {
-                    return;
-                }
-                debug!("accept: {e}");
-                continue;
-            }
-        };
-        if app.shutdown.is_set() {
-            respond::text(rq, 503, "Shutting down", &[]);
-            return;
-        }
-        let app = app.clone();
-        let spawned = thread::Builder::new()
-            .name("http".into())
-            .stack_size(limits::HANDLER_STACK_BYTES)
-            .spawn(move || handle(&app, rq));
-        if let Err(e) = spawned {
-            // The request went down with the closure; tiny_http answers it 500.
-            error!("cannot start a request thread: {e}");
-        }
+/// Hands requests from the pool's workers to [`handle`].
+struct Dispatch(Arc<App>);
+
+impl workers::Handler for Dispatch {
+    fn handle(&self, rq: Request) {
+        handle(&self.0, rq);
+    }
+
+    fn stopping(&self) -> bool {
+        self.0.shutdown.is_set()
+    }
+
+    fn refuse(&self, rq: Request) {
+        respond::text(rq, 503, "Shutting down", &[]);
     }
 }
 
