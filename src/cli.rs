@@ -23,6 +23,7 @@ pub struct RawArgs {
     // client mode
     pub headers: Vec<(String, String)>,
     pub transport: Option<String>,
+    pub protocol_era: Option<String>,
     /// `Some(None)`: `--verify-ssl` without a value.
     pub verify_ssl: Option<Option<String>>,
     pub client_id: Option<String>,
@@ -67,7 +68,7 @@ usage: mcp-proxy [-h] [--version] [-H KEY VALUE]
                  [--client-id CLIENT_ID] [--client-secret CLIENT_SECRET]
                  [--client-private-key FILE] [--token-url TOKEN_URL]
                  [--username USERNAME] [--password PASSWORD] [--digest]
-                 [--max-disconnected SECONDS]
+                 [--max-disconnected SECONDS] [--protocol-era {auto,modern,session}]
                  [--pass-environment | --no-pass-environment]
                  [--log-level LEVEL] [--debug | --no-debug]
                  [--named-server NAME COMMAND_STRING]
@@ -101,6 +102,11 @@ SSE/StreamableHTTP client options:
   --transport {sse,streamablehttp,auto}
                         Transport to the remote server. Default: auto (Streamable HTTP, falling
                         back to SSE as the MCP specification describes).
+  --protocol-era {auto,modern,session}
+                        Protocol era at the remote (Streamable HTTP). auto (default): probe with
+                        server/discover; a remote that speaks only 2026-07-28 gets the local
+                        client's messages translated, any other gets them unchanged. modern:
+                        2026-07-28 or nothing. session: no probe (2024-11-05 .. 2025-11-25).
   --verify-ssl [VALUE]  TLS verification: no value/true/1/yes/on = verify; false/0/no/off = don't;
                         anything else = path of a PEM CA bundle.
   --no-verify-ssl       Disable TLS verification (alias for --verify-ssl false).
@@ -207,6 +213,7 @@ fn parse(mut p: lexopt::Parser, default_url: Option<String>) -> Result<Parsed, E
             Long("version") => return Ok(Parsed::Version),
             Short('H') | Long("headers") => a.headers.push(pair(&mut p, "--headers")?),
             Long("transport") => a.transport = Some(string(&mut p, "--transport")?),
+            Long("protocol-era") => a.protocol_era = Some(string(&mut p, "--protocol-era")?),
             Long("verify-ssl") => a.verify_ssl = Some(verify_ssl_value(&mut p)?),
             Long("no-verify-ssl") => a.verify_ssl = Some(Some("false".into())),
             Long("client-id") => a.client_id = Some(string(&mut p, "--client-id")?),

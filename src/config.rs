@@ -84,6 +84,8 @@ impl ServerSpec {
 pub struct ClientSettings {
     pub url: String,
     pub transport: Transport,
+    /// Which protocol era to speak to a Streamable HTTP remote (`--protocol-era`).
+    pub era: Era,
     /// `-H` headers and `API_ACCESS_TOKEN`'s Authorization, sent on every request.
     pub headers: Vec<(String, String)>,
     pub tls: TlsVerify,
@@ -97,6 +99,17 @@ pub enum Transport {
     Auto,
     Sse,
     StreamableHttp,
+}
+
+/// `--protocol-era`: the era client mode speaks to a Streamable HTTP remote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Era {
+    /// Probe with `server/discover`; translate only for a remote that speaks only 2026-07-28.
+    Auto,
+    /// 2026-07-28 only: a remote that does not speak it is a start-up failure.
+    Modern,
+    /// The session era (2024-11-05 … 2025-11-25) only: no probe.
+    Session,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -539,6 +552,21 @@ fn client_settings(raw: RawArgs) -> Result<ClientSettings, Error> {
             )));
         }
     };
+    let era = match raw.protocol_era.as_deref() {
+        None | Some("auto") => Era::Auto,
+        Some("modern") => Era::Modern,
+        Some("session") => Era::Session,
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "--protocol-era: invalid choice {other:?} (choose from auto, modern, session)"
+            )));
+        }
+    };
+    if era == Era::Modern && transport == Transport::Sse {
+        return Err(Error::Usage(
+            "--protocol-era modern needs Streamable HTTP, not --transport sse".into(),
+        ));
+    }
     let mut headers: Vec<(String, String)> = Vec::new();
     for (k, v) in &raw.headers {
         // A repeated header: the last value wins, as in the Python tool.
@@ -567,6 +595,7 @@ fn client_settings(raw: RawArgs) -> Result<ClientSettings, Error> {
     Ok(ClientSettings {
         url,
         transport,
+        era,
         headers,
         tls,
         auth,
@@ -758,6 +787,35 @@ mod tests {
             (Some("s"), None, None, "need --client-id"),
         ] {
             let err = client_auth(&raw(secret, key, id))
+                .err()
+                .expect("usage error");
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn protocol_era_choices() {
+        let raw = |era: Option<&str>, transport: Option<&str>| RawArgs {
+            command_or_url: Some("http://127.0.0.1:1/mcp".into()),
+            protocol_era: era.map(str::to_string),
+            transport: transport.map(str::to_string),
+            ..RawArgs::default()
+        };
+        for (era, expected) in [
+            (None, Era::Auto),
+            (Some("auto"), Era::Auto),
+            (Some("modern"), Era::Modern),
+            (Some("session"), Era::Session),
+        ] {
+            let settings = client_settings(raw(era, None)).expect("valid");
+            assert_eq!(settings.era, expected, "{era:?}");
+        }
+        for (era, transport, needle) in [
+            (Some("2026"), None, "invalid choice"),
+            (Some("modern"), Some("sse"), "needs Streamable HTTP"),
+        ] {
+            let err = client_settings(raw(era, transport))
                 .err()
                 .expect("usage error");
             assert_eq!(err.exit_code(), 2);

@@ -190,3 +190,15 @@ pub const GET_STREAM_HEAD_WAIT: Duration = Duration::from_secs(2);
 /// The part of an error response read to find a JSON-RPC error answer in it (client mode): such
 /// an answer is a few hundred bytes; anything longer is quoted, not parsed.
 pub const REFUSAL_BODY_BYTES: u64 = 64 * 1024;
+
+/// Client mode, 2026-07-28 remote: how long a `resources/(un)subscribe` answer waits for the
+/// renewed `subscriptions/listen` stream to be acknowledged (then it goes out anyway).
+pub const LISTEN_ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// Client mode, 2026-07-28 remote: input rounds (`InputRequiredResult`s) one request may take
+/// before it is answered with an error; a remote asking for ever must not loop us for ever.
+pub const MAX_INPUT_ROUNDS: usize = 32;
+
+/// Client mode, 2026-07-28 remote: `server/discover` probes in a row after an unsupported-version
+/// answer listing our version (the first request of a run may be refused regardless).
+pub const DISCOVER_RETRIES: u32 = 2;

@@ -3,6 +3,12 @@
 //! and the promise that every request from stdin gets an answer. It never does IO itself:
 //! transport threads do, and report back; stdout is a channel.
 //!
+//! The era (spec J4), once per run: when the first stdin message is an `initialize` (and
+//! neither `--transport sse` nor `--protocol-era session` rules it out), a `server/discover`
+//! goes first and stdin waits. A remote that speaks only 2026-07-28 is then served through
+//! `modern.rs`: no session, the `initialize` answered here, each message rewritten there and
+//! sent as below; otherwise the `initialize` and what followed it go on unchanged.
+//!
 //! Life of a connection:
 //! 1. `Idle`: nothing sent. Streamable HTTP and auto send the first stdin message (normally
 //!    `initialize`) as a probe; legacy SSE waits for the stream's `endpoint` event.
@@ -43,12 +49,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, never, select};
 use log::{debug, error, info, warn};
 
+use super::modern::{self, Action, Identity, Modern, Probe};
 use super::stdio::{Out, StdinMessage};
 use super::streamable::{self, Session};
 use super::{Remote, Report, sse};
-use crate::config::Transport;
+use crate::config::{Era, Transport};
 use crate::error::Error;
-use crate::jsonrpc::{Envelope, Kind, envelope, error};
+use crate::jsonrpc::{self, Envelope, Kind, envelope, error};
 use crate::limits;
 
 const INITIALIZE: &str = "initialize";
@@ -71,12 +78,46 @@ struct Outbound {
     hidden: bool,
     /// When it came from stdin (the delivery deadline counts from here).
     received: Instant,
+    /// More request headers (2026-07-28: `MCP-Protocol-Version`, `Mcp-Method`, ...); a message
+    /// with any is sent without the session's headers.
+    headers: Vec<(String, String)>,
+    /// The id the local client knows the request by, when the remote sees another (a retry
+    /// after an `InputRequiredResult`).
+    reply_as: Option<String>,
 }
 
 impl Outbound {
     fn is_request(&self) -> bool {
         self.kind == Kind::Request
     }
+
+    /// The id to answer the local client with, for a request.
+    fn reply_id(&self) -> Option<&String> {
+        self.reply_as.as_ref().or(self.id.as_ref())
+    }
+}
+
+/// The protocol era of the remote, found once per run (the run has one URL, so one origin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EraState {
+    /// Nothing from stdin yet.
+    Unknown,
+    /// The `server/discover` probe is out; stdin waits in `held`.
+    Probing,
+    /// 2024-11-05 … 2025-11-25: messages pass unchanged.
+    Session,
+    /// 2026-07-28 only: `modern` translates.
+    Modern,
+}
+
+/// The era probe in flight.
+struct EraProbe {
+    seq: u64,
+    /// Raw JSON id of the `server/discover`.
+    id: String,
+    attempts: u32,
+    /// Its answer was read: later reports of its POST only end it.
+    decided: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,12 +213,33 @@ pub struct Bridge {
 
     /// Set when stdin closed or a signal came: exit once answers are out, or at this deadline.
     closing: Option<Instant>,
+
+    /// A start-up failure found where no error can be returned: ends the run at the next tick.
+    fatal: Option<String>,
+    /// `--protocol-era`.
+    era_choice: Era,
+    era: EraState,
+    probe: Option<EraProbe>,
+    /// The `initialize` the probe was made of, and who the client said it is.
+    probe_init: Option<(StdinMessage, Identity)>,
+    /// Stdin while the probe runs: replayed once the era is known.
+    held: VecDeque<StdinMessage>,
+    /// A 2026-07-28 remote's state.
+    modern: Option<Modern>,
+    /// Bumped to retire the current `subscriptions/listen` stream.
+    listen_generation: Arc<AtomicU64>,
+    /// The params of the listen stream wanted, if any.
+    listen_params: Option<String>,
+    /// When the listen stream is opened again after it ended.
+    listen_retry_at: Option<Instant>,
+    listen_backoff: Duration,
 }
 
 impl Bridge {
     pub fn new(
         remote: Arc<Remote>,
         transport: Transport,
+        era: Era,
         max_disconnected: Duration,
         stdout: Sender<Out>,
     ) -> Bridge {
@@ -211,6 +273,21 @@ impl Bridge {
             hidden_initialized_seq: None,
             reinit_count: 0,
             closing: None,
+            fatal: None,
+            era_choice: era,
+            era: if transport == Transport::Sse || era == Era::Session {
+                EraState::Session
+            } else {
+                EraState::Unknown
+            },
+            probe: None,
+            probe_init: None,
+            held: VecDeque::new(),
+            modern: None,
+            listen_generation: Arc::new(AtomicU64::new(0)),
+            listen_params: None,
+            listen_retry_at: None,
+            listen_backoff: limits::RECONNECT_BACKOFF_START,
         }
     }
 
@@ -278,10 +355,20 @@ impl Bridge {
             Ok(()) => "mcp-proxy is shutting down".to_string(),
             Err(e) => e.to_string(),
         };
+        let held: Vec<String> = std::mem::take(&mut self.held)
+            .into_iter()
+            .filter(|m| m.kind == Kind::Request)
+            .filter_map(|m| m.id)
+            .collect();
         let ids: Vec<String> = self.pending.drain().map(|(id, _)| id).collect();
-        for id in ids.into_iter().chain(std::mem::take(&mut self.lost)) {
+        for id in ids
+            .into_iter()
+            .chain(std::mem::take(&mut self.lost))
+            .chain(held)
+        {
             self.reply_error(&id, &message);
         }
+        self.listen_generation.fetch_add(1, Ordering::SeqCst);
         if self.active == Active::Streamable {
             streamable::delete_session(&self.remote, &self.session);
         }
@@ -296,6 +383,34 @@ impl Bridge {
     // ---- stdin -------------------------------------------------------------------------------
 
     fn on_stdin(&mut self, message: StdinMessage) -> Result<(), Error> {
+        match self.era {
+            EraState::Probing => {
+                self.held.push_back(message);
+                return Ok(());
+            }
+            EraState::Modern => {
+                let actions = match self.modern.as_mut() {
+                    Some(modern) => modern.on_stdin(&message, Instant::now()),
+                    None => Vec::new(),
+                };
+                self.apply(actions);
+                return Ok(());
+            }
+            EraState::Unknown => {
+                if message.kind == Kind::Request && message.method.as_deref() == Some(INITIALIZE) {
+                    self.start_probe(message);
+                    return Ok(());
+                }
+                // Not a session-era client starting: nothing to translate for it.
+                if self.era_choice == Era::Modern {
+                    warn!(
+                        "the client did not start with initialize: passing its messages on unchanged"
+                    );
+                }
+                self.era = EraState::Session;
+            }
+            EraState::Session => {}
+        }
         let out = Outbound {
             seq: self.take_seq(),
             text: Arc::from(message.text),
@@ -304,6 +419,8 @@ impl Bridge {
             method: message.method,
             hidden: false,
             received: Instant::now(),
+            headers: Vec::new(),
+            reply_as: None,
         };
         match out.method.as_deref() {
             Some(INITIALIZE) if out.is_request() => {
@@ -367,23 +484,31 @@ impl Bridge {
             None
         };
         let is_initialize = out.method.as_deref() == Some(INITIALIZE);
+        let is_probe = self.probe.as_ref().is_some_and(|p| p.seq == seq);
+        let session_less = is_initialize || !out.headers.is_empty();
+        let headers = out.headers.clone();
         debug!(
             "-> remote: {} #{seq}{} ({} bytes)",
             out.method.as_deref().unwrap_or("response"),
-            if out.hidden { " (replay)" } else { "" },
+            if out.hidden && !is_probe {
+                " (replay)"
+            } else {
+                ""
+            },
             out.text.len()
         );
         self.in_flight.insert(seq, out);
         // The next message waits for this one to reach the remote (order 1).
         self.gate = Some(Gate {
             seq,
-            whole_reply: is_initialize,
+            whole_reply: is_initialize || is_probe,
             until: Instant::now() + limits::POST_HEAD_WAIT,
         });
         match self.active {
             Active::Undecided | Active::Streamable => {
-                // An initialize starts a session: it never carries the old one.
-                let session = if is_initialize {
+                // An initialize starts a session: it never carries the old one; a 2026-07-28
+                // message has none.
+                let session = if session_less {
                     Session::default()
                 } else {
                     self.session.clone()
@@ -395,6 +520,7 @@ impl Bridge {
                         text,
                         request_id,
                         session,
+                        headers,
                     },
                 );
             }
@@ -437,6 +563,11 @@ impl Bridge {
     }
 
     fn handle_report(&mut self, report: Report) -> Result<(), Error> {
+        if let Some(probe) = &self.probe
+            && report_seq(&report) == Some(probe.seq)
+        {
+            return self.on_probe_report(report);
+        }
         match report {
             Report::Head { seq, session_id } => self.on_head(seq, session_id),
             Report::Message(text) => {
@@ -489,6 +620,18 @@ impl Bridge {
                 Ok(())
             }
             Report::StreamDown(reason) => self.on_stream_down(reason),
+            Report::ListenMessage { generation, text } => {
+                self.on_listen_message(generation, text);
+                Ok(())
+            }
+            Report::ListenEnded {
+                generation,
+                reason,
+                retry,
+            } => {
+                self.on_listen_ended(generation, reason, retry);
+                Ok(())
+            }
         }
     }
 
@@ -572,10 +715,13 @@ impl Bridge {
             if out.hidden {
                 self.hidden_init_id = None;
                 self.hidden_initialized_seq = None;
-            } else if let Some(id) = out.id.filter(|_| out.kind == Kind::Request)
-                && self.pending.remove(&id).is_some()
+            } else if let Some(id) = out.reply_id().filter(|_| out.kind == Kind::Request)
+                && self.pending.remove(id).is_some()
             {
-                self.lost.push(id);
+                self.lost.push(id.clone());
+            }
+            if let (Some(modern), Some(id)) = (self.modern.as_mut(), &out.id) {
+                modern.forget(id);
             }
         }
         if self.active == Active::Sse {
@@ -732,6 +878,21 @@ impl Bridge {
         };
         if env.kind == Kind::Response {
             let id = env.id.map(|id| id.get().to_string()).unwrap_or_default();
+            if self
+                .probe
+                .as_ref()
+                .is_some_and(|p| p.id == id && !p.decided)
+            {
+                self.on_probe_answer(200, &text);
+                return;
+            }
+            if self.era == EraState::Modern
+                && let Some(modern) = self.modern.as_mut()
+            {
+                let actions = modern.on_response(&text, &env);
+                self.apply(actions);
+                return;
+            }
             if self.hidden_init_id.as_deref() == Some(id.as_str()) {
                 self.on_hidden_initialize_result(&text, env.error.is_some());
                 return;
@@ -871,6 +1032,306 @@ impl Bridge {
         Ok(())
     }
 
+    // ---- the era (spec J4) ---------------------------------------------------------------------
+
+    /// The local client's `initialize` came first: ask the remote `server/discover` before it.
+    fn start_probe(&mut self, initialize: StdinMessage) {
+        let identity = Identity::from_initialize(&initialize.text);
+        if let Some(id) = &initialize.id {
+            // Answered with an error at the end if the run ends first.
+            self.pending.insert(id.clone(), 0);
+        }
+        self.era = EraState::Probing;
+        self.probe_init = Some((initialize, identity));
+        self.send_probe(0);
+    }
+
+    fn send_probe(&mut self, attempts: u32) {
+        let seq = self.take_seq();
+        let id = jsonrpc::quote(&format!("mcp-proxy-discover-{seq}"));
+        let Some((_, identity)) = &self.probe_init else {
+            return;
+        };
+        let text = modern::discover_request(&id, identity);
+        self.probe = Some(EraProbe {
+            seq,
+            id: id.clone(),
+            attempts: attempts + 1,
+            decided: false,
+        });
+        self.phase = Phase::Probing { seq };
+        self.send(Outbound {
+            seq,
+            text: Arc::from(text),
+            kind: Kind::Request,
+            id: Some(id),
+            method: Some("server/discover".into()),
+            hidden: true,
+            received: Instant::now(),
+            headers: modern::discover_headers(),
+            reply_as: None,
+        });
+    }
+
+    /// A report about the probe's POST.
+    fn on_probe_report(&mut self, report: Report) -> Result<(), Error> {
+        let decided = self.probe.as_ref().is_some_and(|p| p.decided);
+        let seq = report_seq(&report);
+        if !matches!(report, Report::Head { .. }) {
+            if let Some(seq) = seq {
+                self.in_flight.remove(&seq);
+            }
+            if decided {
+                self.probe = None;
+                return Ok(());
+            }
+        }
+        match report {
+            // The answer is still to come (a Message or the end of the POST).
+            Report::Head { .. } => Ok(()),
+            Report::Answered { status, answer, .. } => {
+                self.on_probe_answer(status, &answer);
+                Ok(())
+            }
+            Report::Refused { status, reason, .. } if matches!(status, 401 | 403) => {
+                self.fail_probe(&format!(
+                    "the remote server rejected our credentials (HTTP {status}): {reason}"
+                ));
+                Ok(())
+            }
+            Report::AuthFailed { reason, .. } => {
+                self.fail_probe(&format!(
+                    "cannot authenticate to the remote server: {reason}"
+                ));
+                Ok(())
+            }
+            Report::Refused { status, .. } => {
+                self.probe_done(Probe::Session(format!("HTTP {status}")));
+                Ok(())
+            }
+            // Unreachable, or cut off: the initialize meets the same fate, handled as always.
+            Report::NotDelivered { reason, .. } | Report::Lost { reason, .. } => {
+                self.probe_done(Probe::Session(reason));
+                Ok(())
+            }
+            _ => {
+                self.probe_done(Probe::Session("no answer to server/discover".into()));
+                Ok(())
+            }
+        }
+    }
+
+    fn on_probe_answer(&mut self, status: u16, text: &str) {
+        let outcome = modern::classify(status, text);
+        if let Some(probe) = self.probe.as_mut() {
+            probe.decided = true;
+        }
+        self.probe_done(outcome);
+    }
+
+    /// What the probe found decides the era; the held messages go on.
+    fn probe_done(&mut self, outcome: Probe) {
+        let attempts = self.probe.as_ref().map_or(0, |p| p.attempts);
+        if let Some(probe) = self.probe.as_mut() {
+            probe.decided = true;
+        }
+        match outcome {
+            Probe::Discovered(result) => {
+                if self.era_choice == Era::Auto && modern::speaks_session_era(&result) {
+                    self.enter_session_era(
+                        "it speaks 2026-07-28 and the client's era: nothing to translate",
+                    );
+                } else {
+                    self.enter_modern_era(&result);
+                }
+            }
+            Probe::Retry if attempts <= limits::DISCOVER_RETRIES => {
+                debug!("server/discover refused as an unsupported version: asking again");
+                self.send_probe(attempts);
+            }
+            Probe::Retry => self.probe_failed_or_session(
+                "it keeps refusing 2026-07-28 as unsupported while listing it",
+            ),
+            Probe::NoCommonVersion(versions) => {
+                let message = format!(
+                    "the remote server speaks only protocol versions {}; mcp-proxy speaks {} and {}",
+                    versions.join(", "),
+                    modern::VERSION,
+                    jsonrpc::SUPPORTED_VERSIONS.join(", ")
+                );
+                self.fail_probe(&message);
+            }
+            Probe::Session(why) => self.probe_failed_or_session(&why),
+        }
+    }
+
+    fn probe_failed_or_session(&mut self, why: &str) {
+        if self.era_choice == Era::Modern {
+            self.fail_probe(&format!(
+                "the remote server does not speak 2026-07-28: {why}"
+            ));
+        } else {
+            self.enter_session_era(why);
+        }
+    }
+
+    /// The probe ends the run (a start-up failure): the initialize gets the error, and the
+    /// next tick ends the bridge.
+    fn fail_probe(&mut self, message: &str) {
+        self.era = EraState::Session;
+        if let Some((init, _)) = self.probe_init.take()
+            && let Some(id) = init.id
+        {
+            self.pending.remove(&id);
+            self.reply_error(&id, message);
+        }
+        error!("{message}");
+        self.fatal = Some(message.to_string());
+    }
+
+    fn enter_session_era(&mut self, why: &str) {
+        info!(
+            "remote: the session era ({})",
+            crate::logging::escape_control(why)
+        );
+        self.era = EraState::Session;
+        self.phase = Phase::Idle;
+        let Some((init, _)) = self.probe_init.take() else {
+            return;
+        };
+        if let Some(id) = &init.id {
+            self.pending.remove(id);
+        }
+        let held = std::mem::take(&mut self.held);
+        for message in std::iter::once(init).chain(held) {
+            // Cannot fail in the session era: on_stdin only queues.
+            let _ = self.on_stdin(message);
+        }
+    }
+
+    fn enter_modern_era(&mut self, discovered: &serde_json::Value) {
+        info!("remote speaks 2026-07-28: translating for the client's session era");
+        self.era = EraState::Modern;
+        self.active = Active::Streamable;
+        self.mark_connected();
+        let Some((init, identity)) = self.probe_init.take() else {
+            return;
+        };
+        let mut modern = Modern::new(identity, discovered);
+        let actions = modern.start(&init);
+        self.modern = Some(modern);
+        self.become_ready();
+        self.apply(actions);
+        for message in std::mem::take(&mut self.held) {
+            // Cannot fail in the modern era: on_stdin only queues or answers.
+            let _ = self.on_stdin(message);
+        }
+    }
+
+    /// Carries out what the modern era's translation asks for.
+    fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Write(line) => self.write(line),
+                Action::Answer { local_id, line } => {
+                    self.pending.remove(&local_id);
+                    self.write(line);
+                }
+                Action::Send(post) => {
+                    let out = Outbound {
+                        seq: self.take_seq(),
+                        text: Arc::from(post.text),
+                        kind: post.kind,
+                        id: post.wire_id,
+                        method: Some(post.method),
+                        hidden: false,
+                        received: Instant::now(),
+                        headers: post.headers,
+                        reply_as: post.local_id,
+                    };
+                    if out.is_request()
+                        && let Some(id) = out.reply_id()
+                    {
+                        self.pending.insert(id.clone(), out.seq);
+                    }
+                    if self.queue.len() >= limits::OUTAGE_QUEUE {
+                        self.refuse(
+                            &out,
+                            "mcp-proxy: too many messages waiting for the remote server",
+                        );
+                    } else {
+                        self.queue.push_back(out);
+                    }
+                }
+                Action::Listen(params) => {
+                    self.listen_params = params;
+                    self.listen_backoff = limits::RECONNECT_BACKOFF_START;
+                    self.open_listen();
+                }
+            }
+        }
+        self.pump();
+    }
+
+    // ---- change notifications (2026-07-28) ------------------------------------------------------
+
+    /// Retires the current listen stream and opens the one wanted, if any.
+    fn open_listen(&mut self) {
+        let generation = self.listen_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.listen_retry_at = None;
+        let Some(params) = &self.listen_params else {
+            return;
+        };
+        let id = jsonrpc::quote(&format!("mcp-proxy-listen-{generation}"));
+        let (text, headers) = Modern::listen_request(&id, params);
+        debug!("opening subscriptions/listen #{generation}");
+        streamable::listen(
+            &self.remote,
+            streamable::ListenJob {
+                text,
+                headers,
+                generation: self.listen_generation.clone(),
+            },
+        );
+    }
+
+    fn on_listen_message(&mut self, generation: u64, text: String) {
+        if generation != self.listen_generation.load(Ordering::SeqCst) {
+            return;
+        }
+        let text = compact(text);
+        let Ok(env) = Envelope::parse(&text) else {
+            warn!("dropped an invalid message from the listen stream");
+            return;
+        };
+        self.listen_backoff = limits::RECONNECT_BACKOFF_START;
+        let actions = match self.modern.as_mut() {
+            Some(modern) => modern.on_listen_message(&text, &env),
+            None => Vec::new(),
+        };
+        self.apply(actions);
+    }
+
+    fn on_listen_ended(&mut self, generation: u64, reason: String, retry: bool) {
+        if generation != self.listen_generation.load(Ordering::SeqCst)
+            || self.listen_params.is_none()
+        {
+            return;
+        }
+        if retry {
+            debug!("subscriptions/listen ended ({reason}); opening it again");
+            self.listen_retry_at = Some(Instant::now() + self.listen_backoff);
+            self.listen_backoff = (self.listen_backoff * 2).min(limits::RECONNECT_BACKOFF_MAX);
+        } else {
+            self.listen_params = None;
+            let actions = match self.modern.as_mut() {
+                Some(modern) => modern.on_listen_refused(&reason),
+                None => Vec::new(),
+            };
+            self.apply(actions);
+        }
+    }
+
     // ---- time --------------------------------------------------------------------------------
 
     fn next_wake(&self) -> Option<Instant> {
@@ -890,10 +1351,15 @@ impl Bridge {
         at.extend(self.gate.as_ref().map(|gate| gate.until));
         at.extend(self.get_stream_gate.map(|(_, until)| until));
         at.extend(self.closing);
+        at.extend(self.listen_retry_at);
+        at.extend(self.modern.as_ref().and_then(Modern::next_deadline));
         at.into_iter().min()
     }
 
     fn on_tick(&mut self) -> Result<(), Error> {
+        if let Some(message) = self.fatal.take() {
+            return Err(Error::Upstream(message));
+        }
         let now = Instant::now();
         if let Some((since, reason)) = &self.disconnected
             && now.duration_since(*since) >= self.max_disconnected
@@ -928,6 +1394,14 @@ impl Bridge {
                 limits::GET_STREAM_HEAD_WAIT
             );
             self.get_stream_gate = None;
+        }
+        if self.listen_retry_at.is_some_and(|at| now >= at) {
+            self.listen_retry_at = None;
+            self.open_listen();
+        }
+        if let Some(modern) = self.modern.as_mut() {
+            let actions = modern.on_tick(now);
+            self.apply(actions);
         }
         self.expire_queued_requests(now);
         self.pump();
@@ -977,10 +1451,14 @@ impl Bridge {
 
     /// Answers a request we will not deliver; other messages are dropped with a warning.
     fn refuse(&mut self, out: &Outbound, message: &str) {
-        match (&out.id, out.kind) {
+        if let (Some(modern), Some(id)) = (self.modern.as_mut(), &out.id) {
+            modern.forget(id);
+        }
+        match (out.reply_id(), out.kind) {
             (Some(id), Kind::Request) => {
-                self.pending.remove(id);
-                self.reply_error(id, message);
+                let id = id.clone();
+                self.pending.remove(&id);
+                self.reply_error(&id, message);
             }
             _ => warn!(
                 "dropped {} for the remote: {message}",
@@ -1001,6 +1479,21 @@ impl Bridge {
     fn take_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
+    }
+}
+
+/// The POST a report is about, if it is about one.
+fn report_seq(report: &Report) -> Option<u64> {
+    match report {
+        Report::Head { seq, .. }
+        | Report::Done { seq }
+        | Report::NotDelivered { seq, .. }
+        | Report::Lost { seq, .. }
+        | Report::Answered { seq, .. }
+        | Report::Refused { seq, .. }
+        | Report::AuthFailed { seq, .. }
+        | Report::SessionExpired { seq: Some(seq) } => Some(*seq),
+        _ => None,
     }
 }
 

@@ -17,11 +17,12 @@ use crate::error::Error;
 use crate::limits;
 use crate::logging::Secret;
 
-/// One request. Header values here are not secret (Accept, session id, protocol version).
+/// One request. Header values here are not secret (Accept, session id, protocol version, the
+/// 2026-07-28 era's `Mcp-*` headers).
 pub struct Req<'a> {
     pub method: http::Method,
     pub url: &'a str,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(String, String)>,
     /// Content type and bytes.
     pub body: Option<(&'static str, &'a [u8])>,
     /// Bound on the wait for the response head; `None` for POSTs whose answer may take minutes.
@@ -39,8 +40,8 @@ impl<'a> Req<'a> {
         }
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Req<'a> {
-        self.headers.push((name, value.into()));
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Req<'a> {
+        self.headers.push((name.into(), value.into()));
         self
     }
 }
@@ -84,7 +85,7 @@ impl Plain {
             builder = builder.header(name.as_str(), value.expose().as_str());
         }
         for (name, value) in &req.headers {
-            builder = builder.header(*name, value.as_str());
+            builder = builder.header(name.as_str(), value.as_str());
         }
         let result = match req.body {
             Some((content_type, bytes)) => {

@@ -1,7 +1,9 @@
 //! Client mode: the local MCP client speaks stdio to us, we speak Streamable HTTP or legacy
 //! HTTP+SSE to a remote server. Transparent: every stdin line goes to the remote unchanged
 //! (`initialize` included, so the client's own capabilities reach the server) and every remote
-//! message comes out on stdout, compact, one per line.
+//! message comes out on stdout, compact, one per line. The exception: a remote that speaks only
+//! 2026-07-28, found by a `server/discover` probe before the client's `initialize`; `modern.rs`
+//! then translates for the client, which speaks the session era.
 //!
 //! Threads (each arrow a bounded channel):
 //! ```text
@@ -9,6 +11,7 @@
 //!                              ^  spawns
 //!  [post] x N (one per POST in flight, at most MAX_CONCURRENT_POSTS)  --Report--+
 //!  [sse-stream] legacy GET stream, [get-stream] Streamable GET stream --Report--+
+//!  [listen] a 2026-07-28 remote's `subscriptions/listen` stream           --Report--+
 //! ```
 //! The bridge (`bridge.rs`) owns every decision: transport choice, session, queueing during an
 //! outage, re-initialization, errors for requests that cannot be answered. Transport threads
@@ -21,6 +24,7 @@ mod encoding;
 mod http;
 mod jwt;
 mod md5;
+mod modern;
 mod oauth;
 mod sse;
 mod stdio;
@@ -81,6 +85,14 @@ pub enum Report {
     GetStreamSettled { generation: u64 },
     /// A GET stream could not be opened or dropped without a way back yet.
     StreamDown(String),
+    /// 2026-07-28: a message on the `subscriptions/listen` stream of this generation.
+    ListenMessage { generation: u64, text: String },
+    /// 2026-07-28: the listen stream of this generation ended; `retry`: worth opening again.
+    ListenEnded {
+        generation: u64,
+        reason: String,
+        retry: bool,
+    },
 }
 
 /// What every transport thread shares. Read-only after start.
@@ -129,6 +141,7 @@ pub fn run(settings: ClientSettings, shutdown: Shutdown) -> Result<(), Error> {
     let mut bridge = bridge::Bridge::new(
         remote,
         settings.transport,
+        settings.era,
         settings.max_disconnected,
         stdout_tx,
     );

@@ -43,6 +43,9 @@ pub struct PostJob {
     /// The raw id when the message is a request: its response ends a reply stream.
     pub request_id: Option<String>,
     pub session: Session,
+    /// More headers: a 2026-07-28 remote's `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`,
+    /// `Mcp-Param-*` (`session` is empty then).
+    pub headers: Vec<(String, String)>,
 }
 
 /// POSTs `job` on a new `post` thread.
@@ -64,6 +67,7 @@ fn run_post(remote: &Remote, job: PostJob) {
     let mut req = job.session.apply(
         Req::new(Method::POST, &remote.url).header("Accept", "application/json, text/event-stream"),
     );
+    req.headers.extend(job.headers.iter().cloned());
     req.body = Some(("application/json", job.text.as_bytes()));
     // A JSON answer comes when the result is ready, which may take minutes.
     req.head_timeout = None;
@@ -308,6 +312,123 @@ fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mi
             return;
         }
         backoff = (backoff * 2).min(limits::RECONNECT_BACKOFF_MAX);
+    }
+}
+
+/// One `subscriptions/listen` to POST (2026-07-28): its stream stays open for change
+/// notifications until `generation` moves on.
+pub struct ListenJob {
+    pub text: String,
+    pub headers: Vec<(String, String)>,
+    pub generation: Arc<AtomicU64>,
+}
+
+/// POSTs a `subscriptions/listen` on a `listen` thread. Every message on its stream is reported
+/// as `ListenMessage`, its end as `ListenEnded`. Once `generation` moves on, the thread closes
+/// the stream at its next read (a keep-alive comment is enough): in 2026-07-28, closing the
+/// stream is how a client ends a request (spec K7).
+pub fn listen(remote: &Arc<Remote>, job: ListenJob) {
+    let mine = job.generation.load(Ordering::SeqCst);
+    let worker = remote.clone();
+    let spawned = std::thread::Builder::new()
+        .name("listen".into())
+        .stack_size(limits::CLIENT_THREAD_STACK_BYTES)
+        .spawn(move || {
+            let (reason, retry) = run_listen(&worker, &job, mine);
+            worker.report(Report::ListenEnded {
+                generation: mine,
+                reason,
+                retry,
+            });
+        });
+    if let Err(e) = spawned {
+        remote.report(Report::ListenEnded {
+            generation: mine,
+            reason: format!("cannot start the listen thread: {e}"),
+            retry: false,
+        });
+    }
+}
+
+/// Runs one listen; returns why it ended and whether to open it again.
+fn run_listen(remote: &Remote, job: &ListenJob, mine: u64) -> (String, bool) {
+    let mut req =
+        Req::new(Method::POST, &remote.url).header("Accept", "application/json, text/event-stream");
+    req.headers.extend(job.headers.iter().cloned());
+    req.body = Some(("application/json", job.text.as_bytes()));
+    req.head_timeout = None;
+    let response = match remote.http.send(&req) {
+        Ok(response) => response,
+        Err(e) => return (e.to_string(), true),
+    };
+    let status = response.status().as_u16();
+    if !response.status().is_success() {
+        let body = read_refusal(response);
+        // A client error will not go away by asking again (no listen here, say 404/-32601).
+        return (
+            format!("HTTP {status}: {}", quote_body(&body)),
+            !response_is_client_error(status),
+        );
+    }
+    match media_type(&response).as_str() {
+        "text/event-stream" => {
+            let body = Cancellable {
+                inner: response.into_body().into_reader(),
+                generation: job.generation.clone(),
+                mine,
+            };
+            let mut reader = EventReader::new(body, limits::MAX_MESSAGE_BYTES);
+            loop {
+                match reader.next_event() {
+                    Ok(Some(event))
+                        if event.event == "message" && !event.data.trim().is_empty() =>
+                    {
+                        remote.report(Report::ListenMessage {
+                            generation: mine,
+                            text: event.data,
+                        })
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return ("the stream ended".into(), true),
+                    Err(e) => return (e.to_string(), true),
+                }
+            }
+        }
+        _ => {
+            // An immediate answer (an error, most likely): the listen is over.
+            let text = read_body(response, limits::MAX_MESSAGE_BYTES as u64).unwrap_or_default();
+            if !text.trim().is_empty() {
+                remote.report(Report::ListenMessage {
+                    generation: mine,
+                    text: text.clone(),
+                });
+            }
+            (format!("answered at once: {}", quote_body(&text)), false)
+        }
+    }
+}
+
+fn response_is_client_error(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
+/// A response body that reads as ended once its listen is retired.
+struct Cancellable<R> {
+    inner: R,
+    generation: Arc<AtomicU64>,
+    mine: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Cancellable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.generation.load(Ordering::SeqCst) != self.mine {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if self.generation.load(Ordering::SeqCst) != self.mine {
+            return Ok(0);
+        }
+        Ok(n)
     }
 }
 

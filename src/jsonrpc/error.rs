@@ -13,6 +13,12 @@ pub const SERVER_UNAVAILABLE: i64 = -32000;
 pub const REQUEST_TIMEOUT: i64 = -32001;
 /// The request was cancelled (the LSP code, used by MCP SDKs).
 pub const REQUEST_CANCELLED: i64 = -32800;
+/// 2026-07-28: a header disagrees with the body, or a required one is missing.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request needs a client capability the request did not declare.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+/// 2026-07-28: the request's protocol version is not one the server speaks.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// An error response. `id` is raw JSON text (`null` when the request's id is unknown).
 pub fn response(id: &str, code: i64, message: &str) -> String {

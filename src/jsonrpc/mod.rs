@@ -2,6 +2,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod meta;
 
 pub use envelope::{Envelope, Kind};
 

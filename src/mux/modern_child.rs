@@ -19,7 +19,9 @@ use super::session::{Session, SessionId};
 use super::stream::Outbound;
 use super::{ClientRequest, InitCache, Mux, Pending, State, canonical_id};
 use crate::jsonrpc;
-use crate::jsonrpc::envelope::{Envelope, param_of, span_of, splice};
+use crate::jsonrpc::envelope::Envelope;
+pub use crate::jsonrpc::meta::add_to_meta;
+use crate::jsonrpc::meta::with_params_fields;
 
 const VERSION: &str = "2026-07-28";
 
@@ -83,42 +85,6 @@ pub(super) fn meta_fields(session: &Session) -> String {
         fields.push_str(&format!(r#","io.modelcontextprotocol/logLevel":"{level}""#));
     }
     fields
-}
-
-/// `line` (one request) with `fields` (JSON members, no braces) added to `params._meta`,
-/// creating `_meta` or `params` as needed. The rest of the bytes stay as they are.
-pub fn add_to_meta(line: &str, fields: &str) -> String {
-    let Ok(env) = Envelope::parse(line) else {
-        return line.to_string();
-    };
-    let insert_into = |object: &str| -> (usize, String) {
-        let start = span_of(line, object).start + 1;
-        let empty = object[1..object.len() - 1].trim().is_empty();
-        (
-            start,
-            if empty {
-                fields.to_string()
-            } else {
-                format!("{fields},")
-            },
-        )
-    };
-    let (at, text) = match env.params.filter(|p| p.get().starts_with('{')) {
-        Some(params) => match param_of(params, "_meta").filter(|m| m.get().starts_with('{')) {
-            Some(meta) => insert_into(meta.get()),
-            None => {
-                let (at, rest) = insert_into(params.get());
-                let comma = if rest.ends_with(',') { "," } else { "" };
-                (at, format!(r#""_meta":{{{fields}}}{comma}"#))
-            }
-        },
-        None => {
-            // No params at all: add them before the message's closing brace.
-            let end = line.trim_end().len() - 1;
-            (end, format!(r#","params":{{"_meta":{{{fields}}}}}"#))
-        }
-    };
-    splice(line, &mut [(at..at, &text)])
 }
 
 /// A 2026-07-28 child's answer that asks a session-era client for input first.
@@ -306,7 +272,7 @@ impl Mux {
             if let Some(token) = &round.request_state {
                 fields.push_str(&format!(r#","requestState":{}"#, jsonrpc::quote(token)));
             }
-            let line = with_params_fields(&round.line, &fields, proxy_id);
+            let line = with_params_fields(&round.line, &fields, &proxy_id.to_string());
             let mut request = round.request;
             request.sent = Some(round.line.into());
             if let Some(s) = state.sessions.get_mut(&request.session) {
@@ -325,72 +291,9 @@ impl Mux {
     }
 }
 
-/// The request `line` under a new id, with `fields` added to (the top of) its params.
-fn with_params_fields(line: &str, fields: &str, proxy_id: u64) -> String {
-    let Ok(env) = Envelope::parse(line) else {
-        return line.to_string();
-    };
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
-    if let Some(id) = env.id {
-        edits.push((span_of(line, id.get()), proxy_id.to_string()));
-    }
-    if let Some(params) = env.params.filter(|p| p.get().starts_with('{')) {
-        let at = span_of(line, params.get()).start + 1;
-        let empty = params.get()[1..params.get().len() - 1].trim().is_empty();
-        edits.push((
-            at..at,
-            if empty {
-                fields.to_string()
-            } else {
-                format!("{fields},")
-            },
-        ));
-    }
-    let mut borrowed: Vec<(std::ops::Range<usize>, &str)> =
-        edits.iter().map(|(r, s)| (r.clone(), s.as_str())).collect();
-    splice(line, &mut borrowed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn meta_is_added_wherever_it_goes() {
-        let f = r#""k":1"#;
-        assert_eq!(
-            add_to_meta(r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#, f),
-            r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"k":1}}}"#
-        );
-        assert_eq!(
-            add_to_meta(r#"{"id":1,"method":"m","params":{}}"#, f),
-            r#"{"id":1,"method":"m","params":{"_meta":{"k":1}}}"#
-        );
-        assert_eq!(
-            add_to_meta(r#"{"id":1,"method":"m","params":{"a":2}}"#, f),
-            r#"{"id":1,"method":"m","params":{"_meta":{"k":1},"a":2}}"#
-        );
-        assert_eq!(
-            add_to_meta(
-                r#"{"id":1,"method":"m","params":{"a":2,"_meta":{"progressToken":5}}}"#,
-                f
-            ),
-            r#"{"id":1,"method":"m","params":{"a":2,"_meta":{"k":1,"progressToken":5}}}"#
-        );
-        assert_eq!(
-            add_to_meta(r#"{"id":1,"method":"m","params":{"_meta":{}}}"#, f),
-            r#"{"id":1,"method":"m","params":{"_meta":{"k":1}}}"#
-        );
-    }
-
-    #[test]
-    fn resumed_requests_carry_the_answers() {
-        let line = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x"}}"#;
-        assert_eq!(
-            with_params_fields(line, r#""inputResponses":{"a":1}"#, 9),
-            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"inputResponses":{"a":1},"name":"x"}}"#
-        );
-    }
 
     #[test]
     fn discover_results_stand_in_for_initialize() {

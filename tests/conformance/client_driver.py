@@ -6,7 +6,9 @@ the auth scenarios, MCP_CONFORMANCE_CONTEXT: JSON with client_id and client_secr
 private_key_pem). This driver starts `$MCP_PROXY_BIN [auth flags] <url>` (client mode: stdio to
 the remote) and plays a desktop MCP client on its stdin/stdout: initialize, initialized, and,
 if the server has tools, tools/list, then a call of every listed tool (add_numbers with a=5,
-b=3; the others without arguments). It answers the server's requests as a client application
+b=3; a tool named in MCP_CONFORMANCE_CONTEXT.toolCalls with the arguments given there; the
+others without arguments; none in LIST_ONLY_SCENARIOS); for the scenarios in
+EVERY_METHOD_SCENARIOS also every resource read and every prompt got. It answers the server's requests as a client application
 would: elicitation/create is accepted with the schema's defaults (a form shown pre-filled and
 submitted), sampling/createMessage gets a fixed text, roots/list an empty list, ping an empty
 result.
@@ -35,6 +37,12 @@ EXIT_GRACE = 5.0
 PRIVATE_KEY_FLAG = "--client-private-key"
 
 TOOL_ARGUMENTS = {"add_numbers": {"a": 5, "b": 3}}
+# Scenarios that check every method the client sends, not only tools: the driver lists and
+# reads resources and lists and gets prompts there as well.
+EVERY_METHOD_SCENARIOS = {"http-standard-headers"}
+# Scenarios whose server only lists its tools (the client "should list tools", and has no call
+# to make): the driver lists them and calls none.
+LIST_ONLY_SCENARIOS = {"json-schema-ref-no-deref"}
 
 
 def log(message):
@@ -172,7 +180,7 @@ class Session:
             return None
 
 
-def drive(session):
+def drive(session, context):
     result = session.request("initialize", {
         "protocolVersion": PROTOCOL_VERSION,
         "capabilities": {"sampling": {}, "elicitation": {}, "roots": {}},
@@ -183,15 +191,39 @@ def drive(session):
     if "tools" not in (result.get("capabilities") or {}):
         log("the server has no tools capability: done")
         return
+    capabilities = result.get("capabilities") or {}
     tools = session.request("tools/list", {}).get("tools") or []
     log("tools: " + ", ".join(tool.get("name", "?") for tool in tools))
+    if os.environ.get("MCP_CONFORMANCE_SCENARIO") in LIST_ONLY_SCENARIOS:
+        return
+    # The scenario's own arguments (MCP_CONFORMANCE_CONTEXT.toolCalls) win over ours.
+    arguments = dict(TOOL_ARGUMENTS)
+    for call in context.get("toolCalls") or []:
+        arguments[call.get("name")] = call.get("arguments") or {}
     for tool in tools:
         name = tool.get("name")
         result = session.request("tools/call", {
-            "name": name, "arguments": TOOL_ARGUMENTS.get(name, {}),
+            "name": name, "arguments": arguments.get(name, {}),
         })
         texts = [block.get("text", "") for block in result.get("content") or []]
         log(f"{name}: {'error ' if result.get('isError') else ''}{' '.join(texts)[:200]}")
+    if os.environ.get("MCP_CONFORMANCE_SCENARIO") in EVERY_METHOD_SCENARIOS:
+        exercise_resources_and_prompts(session, capabilities)
+
+
+def exercise_resources_and_prompts(session, capabilities):
+    """resources/list and a read of each, prompts/list and a get of each: the methods whose
+    headers a scenario checks."""
+    if "resources" in capabilities:
+        resources = session.request("resources/list", {}).get("resources") or []
+        for resource in resources:
+            session.request("resources/read", {"uri": resource.get("uri")})
+        log(f"read {len(resources)} resources")
+    if "prompts" in capabilities:
+        prompts = session.request("prompts/list", {}).get("prompts") or []
+        for prompt in prompts:
+            session.request("prompts/get", {"name": prompt.get("name"), "arguments": {}})
+        log(f"got {len(prompts)} prompts")
 
 
 def main():
@@ -211,7 +243,7 @@ def main():
         watchdog.start()
         status = 0
         try:
-            drive(session)
+            drive(session, context)
         except (Failure, OSError) as error:
             log(f"FAILED: {error}")
             status = 1

@@ -924,6 +924,10 @@ fn streamable_http_posts_arrive_in_stdin_order_and_after_the_get_stream_answered
             _ => {
                 jitter();
                 let message = req.json();
+                if message["method"] == "server/discover" {
+                    // The era probe (2026-07-28) before the initialize: not a stdin message.
+                    return FakeResponse::empty(404);
+                }
                 arrivals
                     .lock()
                     .unwrap()
@@ -973,6 +977,7 @@ fn streamable_http_posts_arrive_in_stdin_order_and_after_the_get_stream_answered
         .requests()
         .iter()
         .filter(|r| r.method != "POST" || r.json()["id"] != 0)
+        .filter(|r| r.json()["method"] != "server/discover")
     {
         assert_eq!(req.header("mcp-session-id"), Some("s1"), "{}", req.body);
     }
@@ -1148,4 +1153,394 @@ fn an_error_status_answering_the_request_reaches_the_client_and_is_not_fatal() {
         client.close_stdin();
         assert_eq!(client.wait_exit(DEADLINE), Some(0), "{transport}");
     }
+}
+
+// ---- a 2026-07-28 remote (issue 7) ------------------------------------------------------------
+
+const MODERN_FIXTURE: &str = env!("CARGO_BIN_EXE_mcp-modern-server");
+
+/// Our server mode in front of the modern fixture: it serves the 2026-07-28 era on /mcp (and
+/// the session era beside it, so `auto` keeps the client's own era there; these tests ask for
+/// the modern one).
+fn modern_remote() -> Proxy {
+    Proxy::start(&["--port", "0", "--", MODERN_FIXTURE])
+}
+
+/// Client mode speaking 2026-07-28 to `server`, initialized with every client capability.
+fn modern_client(server: &Proxy) -> StdioProxy {
+    let mut client =
+        StdioProxy::start(&["--debug", "--protocol-era", "modern", &server.url("/mcp")]);
+    client.send(
+        &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18",
+        "capabilities":{"sampling":{},"elicitation":{},"roots":{}},
+        "clientInfo":{"name":"client-mode-test","version":"1"}}}),
+    );
+    let init = client.response(&json!(0));
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "mcp-modern-server",
+        "{init}"
+    );
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
+    client.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    client
+}
+
+/// The next message that is not a notification of `method` (skipped ones are returned too).
+#[track_caller]
+fn recv_collecting(client: &StdioProxy, skip: &str) -> (Value, Vec<Value>) {
+    let mut skipped = Vec::new();
+    loop {
+        let v = client.recv();
+        if v["method"] == skip && v.get("id").is_none() {
+            skipped.push(v);
+        } else {
+            return (v, skipped);
+        }
+    }
+}
+
+#[test]
+fn auto_keeps_the_session_era_with_a_remote_that_speaks_both() {
+    // Server mode serves both eras on /mcp: the client's own era needs no translation.
+    let server = remote();
+    let mut client = StdioProxy::start(&["--debug", &server.url("/mcp")]);
+    client.initialize();
+    assert_eq!(client.echo(1, "both"), "both");
+    let expected = "remote: the session era (it speaks 2026-07-28 and the client's era";
+    wait_until(DEADLINE, expected, || client.stderr().contains(expected));
+    assert!(client.stderr().contains("session established"));
+}
+
+#[test]
+fn modern_remote_echo_progress_and_log_level() {
+    let server = modern_remote();
+    let mut client = modern_client(&server);
+    assert!(client.stderr().contains("remote speaks 2026-07-28"));
+    // Answered here: the remote has neither.
+    client.send(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}));
+    assert_eq!(client.response(&json!(1))["result"], json!({}));
+    assert_eq!(client.echo(2, "modern"), "modern");
+
+    client.send(
+        &json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{
+        "name":"progress","arguments":{"steps":3},"_meta":{"progressToken":"p1"}}}),
+    );
+    let (done, progress) = recv_collecting(&client, "notifications/progress");
+    assert_eq!(done["id"], 3, "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "done 3 steps",
+        "{done}"
+    );
+    assert_eq!(progress.len(), 3, "{progress:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "p1")
+    );
+
+    // No level asked: no log messages (2026-07-28 sends them only on request).
+    client.send(
+        &json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{
+        "name":"log","arguments":{"message":"quiet","level":"warning"}}}),
+    );
+    let (v, logs) = recv_collecting(&client, "notifications/message");
+    assert_eq!(v["id"], 4);
+    assert!(logs.is_empty(), "{logs:?}");
+    client.send(
+        &json!({"jsonrpc":"2.0","id":5,"method":"logging/setLevel","params":{"level":"info"}}),
+    );
+    assert_eq!(client.response(&json!(5))["result"], json!({}));
+    for (id, level, shown) in [(6, "warning", true), (7, "debug", false)] {
+        client.send(
+            &json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+            "name":"log","arguments":{"message":"loud","level":level}}}),
+        );
+        let (v, logs) = recv_collecting(&client, "notifications/message");
+        assert_eq!(v["id"], id, "{v}");
+        assert_eq!(logs.len(), usize::from(shown), "{level}: {logs:?}");
+    }
+    client.close_stdin();
+    assert_eq!(client.wait_exit(DEADLINE), Some(0));
+}
+
+#[test]
+fn modern_remote_input_required_becomes_requests_answered_on_stdin() {
+    let server = modern_remote();
+    let mut client = modern_client(&server);
+    client.send(&json!({"jsonrpc":"2.0","id":"a","method":"tools/call",
+        "params":{"name":"ask_name","arguments":{}}}));
+    let ask = client.recv();
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert_eq!(ask["params"]["message"], "What is your name?");
+    assert_ne!(ask["id"], json!("a"), "our own id");
+    client.send(&json!({"jsonrpc":"2.0","id":ask["id"],"result":{
+        "action":"accept","content":{"name":"Ada"}}}));
+    let v = client.response(&json!("a"));
+    assert_eq!(v["result"]["content"][0]["text"], "hello Ada", "{v}");
+
+    client.send(&json!({"jsonrpc":"2.0","id":"b","method":"tools/call",
+        "params":{"name":"two_rounds","arguments":{}}}));
+    for (question, answer) in [("First question?", "one"), ("Second question?", "two")] {
+        let ask = client.recv();
+        assert_eq!(ask["params"]["message"], question, "{ask}");
+        client.send(&json!({"jsonrpc":"2.0","id":ask["id"],"result":{
+            "action":"accept","content":{"answer":answer}}}));
+    }
+    let v = client.response(&json!("b"));
+    assert_eq!(
+        v["result"]["content"][0]["text"], "first=one second=two",
+        "{v}"
+    );
+
+    // Sampling as well, and a refusal ends the call with the client's error.
+    client.send(&json!({"jsonrpc":"2.0","id":"c","method":"tools/call",
+        "params":{"name":"sample","arguments":{"prompt":"2+2?"}}}));
+    let ask = client.recv();
+    assert_eq!(ask["method"], "sampling/createMessage", "{ask}");
+    client.send(
+        &json!({"jsonrpc":"2.0","id":ask["id"],"error":{"code":-1,"message":"user said no"}}),
+    );
+    let v = client.response(&json!("c"));
+    assert_eq!(v["error"]["message"], "user said no", "{v}");
+    assert!(client.no_output_for(Duration::from_millis(200)).is_none());
+}
+
+#[test]
+fn modern_remote_change_notifications_come_on_a_listen_stream() {
+    let server = modern_remote();
+    let mut client = modern_client(&server);
+    client.send(
+        &json!({"jsonrpc":"2.0","id":1,"method":"resources/subscribe",
+        "params":{"uri":"modern://greeting"}}),
+    );
+    // Answered once the renewed listen stream is acknowledged: the update below is not lost.
+    assert_eq!(client.response(&json!(1))["result"], json!({}));
+    // The notification and the call's answer come on different streams, in either order.
+    let mut expect_both = |id: i64, tool: &str, arguments: Value, method: &str| {
+        client.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":tool,"arguments":arguments}}));
+        let (mut answered, mut notified) = (false, None);
+        while !answered || notified.is_none() {
+            let v = client.recv();
+            assert_ne!(
+                v["method"], "notifications/subscriptions/acknowledged",
+                "acknowledgements are ours"
+            );
+            if v["id"] == id {
+                assert!(v.get("result").is_some(), "{v}");
+                answered = true;
+            } else if v["method"] == method {
+                notified = Some(v);
+            }
+        }
+        notified.unwrap()
+    };
+    let update = expect_both(
+        2,
+        "touch",
+        json!({"uri":"modern://greeting"}),
+        "notifications/resources/updated",
+    );
+    assert_eq!(update["params"]["uri"], "modern://greeting");
+    expect_both(
+        3,
+        "notify_tools",
+        json!({}),
+        "notifications/tools/list_changed",
+    );
+    client.close_stdin();
+    assert_eq!(client.wait_exit(DEADLINE), Some(0));
+}
+
+/// A 2026-07-28 remote that records headers: rejects the first request as an unsupported
+/// version (as the conformance suite's request-metadata mock does), then answers discover,
+/// tools/list (one valid tool with header parameters, one invalid), and everything else.
+fn header_checking_remote() -> FakeRemote {
+    let first = Arc::new(Mutex::new(true));
+    FakeRemote::start(move |req| {
+        if req.method != "POST" {
+            return FakeResponse::empty(405).with_header("Allow", "POST");
+        }
+        let message = req.json();
+        let id = message["id"].clone();
+        if std::mem::replace(&mut *first.lock().unwrap(), false) {
+            return FakeResponse::json(
+                400,
+                &json!({"jsonrpc":"2.0","id":id,"error":{"code":-32022,
+                    "message":"Unsupported protocol version",
+                    "data":{"supported":["2026-07-28"],"requested":"x"}}}),
+            );
+        }
+        if id.is_null() {
+            return FakeResponse::empty(202);
+        }
+        let result = match message["method"].as_str().unwrap_or("") {
+            "server/discover" => json!({"resultType":"complete","supportedVersions":["2026-07-28"],
+                "capabilities":{"tools":{},"prompts":{},"resources":{},"logging":{}},
+                "ttlMs":0,"cacheScope":"private",
+                "_meta":{"io.modelcontextprotocol/serverInfo":{"name":"fake-modern","version":"1"}}}),
+            "tools/list" => {
+                json!({"resultType":"complete","ttlMs":0,"cacheScope":"private","tools":[
+                {"name":"headers","inputSchema":{"type":"object","properties":{
+                    "region":{"type":"string","x-mcp-header":"Region"},
+                    "priority":{"type":"integer","x-mcp-header":"Priority"},
+                    "verbose":{"type":"boolean","x-mcp-header":"Verbose"},
+                    "label":{"type":"string","x-mcp-header":"Label"},
+                    "query":{"type":"string"}}}},
+                {"name":"bad","inputSchema":{"type":"object","properties":{
+                    "a":{"type":"string","x-mcp-header":"Dup"},
+                    "b":{"type":"string","x-mcp-header":"dup"}}}}]})
+            }
+            _ => json!({"resultType":"complete","content":[]}),
+        };
+        FakeResponse::json(200, &json!({"jsonrpc":"2.0","id":id,"result":result}))
+    })
+}
+
+#[test]
+fn modern_remote_gets_meta_and_the_standard_and_parameter_headers() {
+    let fake = header_checking_remote();
+    let mut client = StdioProxy::start(&["--debug", &fake.url("/mcp")]);
+    let init = client.initialize();
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "fake-modern",
+        "{init}"
+    );
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    client.send(
+        &json!({"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"error"}}),
+    );
+    client.response(&json!(1));
+    client.send(&json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}));
+    let list = client.response(&json!(2));
+    let names: Vec<&Value> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["name"])
+        .collect();
+    assert_eq!(
+        names,
+        [&json!("headers")],
+        "the invalid tool is left out: {list}"
+    );
+    client.call_tool(
+        3,
+        "headers",
+        json!({"region":"us-west1","priority":42,"verbose":null,"label":" Héllo ","query":"q"}),
+    );
+    client.send(&json!({"jsonrpc":"2.0","id":4,"method":"resources/read",
+        "params":{"uri":"file:///a%20b.txt"}}));
+    client.response(&json!(4));
+    client.send(&json!({"jsonrpc":"2.0","id":5,"method":"prompts/get",
+        "params":{"name":"=?base64?x?="}}));
+    client.response(&json!(5));
+    client.close_stdin();
+    assert_eq!(client.wait_exit(DEADLINE), Some(0));
+
+    let requests = fake.requests();
+    let methods: Vec<&str> = requests
+        .iter()
+        .map(|r| r.json()["method"].as_str().unwrap_or("?").to_string())
+        .map(|m| Box::leak(m.into_boxed_str()) as &str)
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "server/discover",
+            "server/discover",
+            "tools/list",
+            "tools/call",
+            "resources/read",
+            "prompts/get"
+        ],
+        "retried discover; no initialize, initialized, ping, setLevel, GET or DELETE"
+    );
+    for r in &requests {
+        let body = r.json();
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.header("mcp-protocol-version"),
+            Some("2026-07-28"),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            r.header("mcp-method"),
+            body["method"].as_str(),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.header("mcp-session-id"), None);
+        let meta = &body["params"]["_meta"];
+        assert_eq!(
+            meta["io.modelcontextprotocol/protocolVersion"],
+            "2026-07-28"
+        );
+        assert_eq!(
+            meta["io.modelcontextprotocol/clientCapabilities"],
+            json!({"sampling":{}}),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            meta["io.modelcontextprotocol/clientInfo"]["name"],
+            "client-mode-test"
+        );
+    }
+    let by_method = |m: &str| requests.iter().find(|r| r.json()["method"] == m).unwrap();
+    assert_eq!(
+        by_method("tools/list").json()["params"]["_meta"]["io.modelcontextprotocol/logLevel"],
+        "error"
+    );
+    let call = by_method("tools/call");
+    assert_eq!(call.header("mcp-name"), Some("headers"));
+    assert_eq!(call.header("mcp-param-region"), Some("us-west1"));
+    assert_eq!(call.header("mcp-param-priority"), Some("42"));
+    assert_eq!(call.header("mcp-param-verbose"), None, "null: no header");
+    // Leading/trailing space and non-ASCII: Base64 of the UTF-8.
+    assert_eq!(
+        call.header("mcp-param-label"),
+        Some("=?base64?IEjDqWxsbyA=?=")
+    );
+    assert_eq!(call.header("mcp-param-query"), None, "not annotated");
+    assert_eq!(
+        by_method("resources/read").header("mcp-name"),
+        Some("file:///a%20b.txt")
+    );
+    // A plain value that looks encoded is encoded.
+    assert_eq!(
+        by_method("prompts/get").header("mcp-name"),
+        Some("=?base64?PT9iYXNlNjQ/eD89?=")
+    );
+}
+
+#[test]
+fn protocol_era_modern_refuses_a_session_era_remote_at_start_up() {
+    let state = Arc::new(Mutex::new(McpState::default()));
+    let fake = FakeRemote::start(mcp_script(state));
+    let started = Instant::now();
+    let mut client = StdioProxy::start(&["--protocol-era", "modern", &fake.url("/mcp")]);
+    client.send(
+        &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},
+        "clientInfo":{"name":"t","version":"1"}}}),
+    );
+    let v = client.response(&json!(0));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not speak 2026-07-28")),
+        "{v}"
+    );
+    assert_eq!(client.wait_exit(STARTUP_FAILURE_BOUND), Some(1));
+    assert!(started.elapsed() < STARTUP_FAILURE_BOUND);
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|r| r.json()["method"] == "initialize"),
+        "nothing of the session era was sent"
+    );
 }

@@ -24,12 +24,14 @@ fn a_failing_server_does_not_take_down_the_others() {
         &early_exit,
     ]);
     let url = p.url("/status");
-    wait_until(DEADLINE, "both failures to be reported", || {
+    // On a loaded machine "good" may still be starting when the failures are in.
+    wait_until(DEADLINE, "good running, both failures reported", || {
         let s = request("GET", &url, &[], "").json();
-        s["server_instances"]["missing"] == "failed" && s["server_instances"]["dies"] == "failed"
+        s["server_instances"]["good"] == "running"
+            && s["server_instances"]["missing"] == "failed"
+            && s["server_instances"]["dies"] == "failed"
     });
     let status = request("GET", &url, &[], "").json();
-    assert_eq!(status["server_instances"]["good"], "running");
     assert!(
         status["servers"]["dies"]["last_error"]
             .as_str()
