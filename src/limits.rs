@@ -69,10 +69,6 @@ pub const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 /// The `retry:` of a priming event: how long a client waits before resuming a dropped stream.
 pub const SSE_RETRY_MS: u64 = 1000;
 
-/// Stack of the threads we spawn per HTTP request. serde_json stops at 128 levels of nesting,
-/// which needs far less; measured peak below 64 KiB in a debug build.
-pub const HANDLER_STACK_BYTES: usize = 256 * 1024;
-
 /// Default of `--max-sessions`: downstream sessions of one server at once (Streamable HTTP and
 /// SSE together); each costs a few KiB, so this bounds memory well under 100 MiB.
 pub const MAX_SESSIONS: usize = 10_000;

@@ -3,7 +3,7 @@
 //! 1. Every configured server's child is started at once, in parallel ([`Mux::start`]).
 //! 2. The listener opens right away; a request for a server still starting waits for it
 //!    (bounded), a server that failed answers 503.
-//! 3. A pool of worker threads ([`workers`]) takes requests from tiny_http and routes each
+//! 3. tiny_http serves each connection on a thread of its pool; we route each request there,
 //!    by path: `/status`, `/health`, then `[/servers/NAME]/{mcp,sse,messages/}`.
 //! 4. On SIGINT/SIGTERM: stop accepting, end open streams, stop every child, exit 0.
 //!
@@ -17,7 +17,6 @@ mod respond;
 mod sse;
 mod status;
 mod streamable;
-mod workers;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
@@ -26,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use tiny_http::{Method, Request};
 
 use crate::config::{ServerLimits, ServerSettings};
@@ -38,7 +37,6 @@ use auth::Auth;
 use backend::Backend;
 use guard::{Guard, Verdict};
 use respond::Extra;
-use workers::Workers;
 
 /// Everything a request handler reads. Immutable once serving, but for the counters.
 pub struct App {
@@ -85,12 +83,6 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
         .map(|spec| Backend::new(spec, options, limits.max_tenants))
         .collect();
     let (listener, addr) = bind(&settings.host, settings.port, limits.http_timeout)?;
-    let http = tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Bind {
-        addr: addr.to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let http = Arc::new(http);
-
     let app = Arc::new(App {
         guard: Guard::new(
             settings.allow_origins,
@@ -108,17 +100,24 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
         last_activity: AtomicU64::new(now_millis()),
         shutdown: shutdown.clone(),
     });
+    // Each request is served on its connection's own thread (tiny_http's elastic pool,
+    // patched: see vendor/tiny_http/PATCHED.md), so no hand-off between threads.
+    let handler = {
+        let app = app.clone();
+        Arc::new(move |rq: Request| serve(&app, rq))
+    };
+    let http =
+        tiny_http::Server::from_listener_with_handler(listener, None, handler).map_err(|e| {
+            Error::Bind {
+                addr: addr.to_string(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
     announce(&app, addr);
     let reaper = start_reaper(&app)?;
 
-    let workers = Workers::start(http.clone(), Dispatch(app.clone()));
     shutdown.wait();
-    // Workers block in recv(); unblock() is its documented wake-up (they pass it on).
-    http.unblock();
-    debug!(
-        "{} request thread(s) were alive at shutdown",
-        workers.alive()
-    );
+    drop(http); // closes the listener; requests on open connections are answered 503
     // The reaper only waits for the shutdown, then ends; it has nothing to report.
     let _ = reaper.join();
 
@@ -267,20 +266,12 @@ fn announce(app: &App, addr: SocketAddr) {
     }
 }
 
-/// Hands requests from the pool's workers to [`handle`].
-struct Dispatch(Arc<App>);
-
-impl workers::Handler for Dispatch {
-    fn handle(&self, rq: Request) {
-        handle(&self.0, rq);
-    }
-
-    fn stopping(&self) -> bool {
-        self.0.shutdown.is_set()
-    }
-
-    fn refuse(&self, rq: Request) {
+/// Serves one request, unless the proxy is shutting down.
+fn serve(app: &App, rq: Request) {
+    if app.shutdown.is_set() {
         respond::text(rq, 503, "Shutting down", &[]);
+    } else {
+        handle(app, rq);
     }
 }
 

@@ -29,6 +29,11 @@ struct Sharing {
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
+/// mcp-proxy patch: stack of the connection threads, which serve requests too. serde_json
+/// stops at 128 levels of nesting, which needs far less; measured peak below 64 KiB in a
+/// debug build.
+const STACK_BYTES: usize = 256 * 1024;
+
 struct Registration<'a> {
     nb: &'a AtomicUsize,
 }
@@ -85,7 +90,13 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // mcp-proxy patch: a small stack (connection threads parse one HTTP head and one
+        // JSON-RPC envelope; serde_json stops at 128 levels), and a failed spawn drops the
+        // task, closing its connection, instead of panicking the accept thread.
+        let spawned = thread::Builder::new()
+            .name("http".into())
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -129,6 +140,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::error!("cannot start a connection thread: {}", e);
+        }
     }
 }
 
