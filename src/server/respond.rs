@@ -90,16 +90,30 @@ pub fn read_body(rq: &mut Request, max: usize) -> Result<Vec<u8>, BodyError> {
     Ok(body)
 }
 
-/// An open SSE response. Owns the socket; each event is one chunk, flushed at once.
+/// An open SSE response. Owns the socket; each event is one chunk. An event goes out at once
+/// unless queued; queued events (and a deferred head) go out with the next one sent, so a
+/// burst is one write, and a POST's head, response and end are one write.
 pub struct SseStream {
     out: Box<dyn Write + Send>,
     chunked: bool,
-    buf: Vec<u8>,
+    /// Encoded, not yet written.
+    pending: Vec<u8>,
 }
 
+/// Queued bytes beyond which a queued event is sent anyway.
+const MAX_PENDING: usize = 64 * 1024;
+
 impl SseStream {
-    /// Writes the response head. HTTP/1.0 clients get a close-delimited body.
+    /// Writes the response head at once. HTTP/1.0 clients get a close-delimited body.
     pub fn start(rq: Request, extra: &[Header]) -> io::Result<SseStream> {
+        let mut sse = SseStream::start_deferred(rq, extra);
+        sse.send_pending()?;
+        Ok(sse)
+    }
+
+    /// Like `start`, but the head waits for the first write ([`SseStream::send_pending`] or
+    /// an event), for a caller that will write or wait soon.
+    pub fn start_deferred(rq: Request, extra: &[Header]) -> SseStream {
         let chunked = rq.http_version() >= &tiny_http::HTTPVersion(1, 1);
         let mut head = String::from(
             "HTTP/1.1 200 OK\r\n\
@@ -116,14 +130,32 @@ impl SseStream {
             head.push_str(&format!("{}: {}\r\n", h.field, h.value));
         }
         head.push_str("\r\n");
-        let mut out = rq.into_writer();
-        out.write_all(head.as_bytes())?;
-        out.flush()?;
-        Ok(SseStream {
-            out,
+        let mut pending = Vec::with_capacity(1024);
+        pending.extend_from_slice(head.as_bytes());
+        SseStream {
+            out: rq.into_writer(),
             chunked,
-            buf: Vec::with_capacity(1024),
-        })
+            pending,
+        }
+    }
+
+    /// Queues a message to go out with the next write; sends at once past `MAX_PENDING`.
+    pub fn queue_message(&mut self, id: Option<&str>, json: &str) -> io::Result<()> {
+        self.append(|buf| encode::message(buf, id, json))?;
+        if self.pending.len() > MAX_PENDING {
+            self.send_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued, if anything, and flushes.
+    pub fn send_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.out.write_all(&self.pending).and_then(|()| self.out.flush());
+        self.pending.clear();
+        written
     }
 
     pub fn message(&mut self, id: Option<&str>, json: &str) -> io::Result<()> {
@@ -143,29 +175,37 @@ impl SseStream {
         self.emit(|buf| encode::comment(buf, text))
     }
 
-    /// Encodes into the reusable buffer, then writes it as one chunk and flushes.
+    /// Sends one event now, with whatever was queued before it.
     fn emit(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
-        self.buf.clear();
+        self.append(encode)?;
+        self.send_pending()
+    }
+
+    /// Encodes one event onto `pending`, as one chunk.
+    fn append(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
+        let start = self.pending.len();
         if self.chunked {
             // Room for the chunk-size line, filled in below once the length is known.
-            self.buf.extend_from_slice(b"00000000\r\n");
+            self.pending.extend_from_slice(b"00000000\r\n");
         }
-        encode(&mut self.buf)?;
+        encode(&mut self.pending)?;
         if self.chunked {
-            let len = self.buf.len() - 10;
+            let len = self.pending.len() - start - 10;
             let size = format!("{len:08x}");
-            self.buf[..8].copy_from_slice(size.as_bytes());
-            self.buf.extend_from_slice(b"\r\n");
+            self.pending[start..start + 8].copy_from_slice(size.as_bytes());
+            self.pending.extend_from_slice(b"\r\n");
         }
-        self.out.write_all(&self.buf)?;
-        self.out.flush()
+        Ok(())
     }
 
     /// Ends the body (the connection stays usable for the next request).
     pub fn finish(mut self) -> io::Result<()> {
         if self.chunked {
-            self.out.write_all(b"0\r\n\r\n")?;
+            self.pending.extend_from_slice(b"0\r\n\r\n");
         }
-        self.out.flush()
+        if self.pending.is_empty() {
+            return self.out.flush();
+        }
+        self.send_pending()
     }
 }

@@ -42,10 +42,12 @@ pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
         "server {:?}: SSE session {session} opened; {open} SSE stream(s)",
         mux.label
     );
-    match SseStream::start(rq, extra) {
-        Ok(mut sse) => {
-            let endpoint = format!("{prefix}/messages/?session_id={session}");
-            if sse.event("endpoint", &endpoint).is_ok() && pump_stream(app, &mut sse, &rx, false) {
+    // The head goes out with the endpoint event, in one write.
+    let mut sse = SseStream::start_deferred(rq, extra);
+    let endpoint = format!("{prefix}/messages/?session_id={session}");
+    match sse.event("endpoint", &endpoint) {
+        Ok(()) => {
+            if pump_stream(app, &mut sse, &rx, false) {
                 let _ = sse.finish(); // the client may be gone; nothing to report.
             }
         }

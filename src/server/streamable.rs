@@ -238,9 +238,8 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
         let body = rpc::response(id, rpc::SERVER_UNAVAILABLE, &refused.to_string());
         respond::json(rq, status_of(&refused), &body, &headers);
     } else if let Reply::Stream(number) = reply {
-        if let Ok(mut sse) = SseStream::start(rq, &headers)
-            && pump_stream(app, &mut sse, &rx, true)
-        {
+        let mut sse = SseStream::start_deferred(rq, &headers);
+        if pump_stream(app, &mut sse, &rx, true) {
             let _ = sse.finish(); // the client may be gone; nothing to report.
         }
         mux.detach(session, number, &tx);
@@ -292,9 +291,8 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
         Err(refused) => return refuse(rq, &refused, extra),
     };
     debug!("session {session}: GET on stream {number} (after {last_event:?})");
-    if let Ok(mut sse) = SseStream::start(rq, extra)
-        && pump_stream(app, &mut sse, &rx, true)
-    {
+    let mut sse = SseStream::start_deferred(rq, extra);
+    if pump_stream(app, &mut sse, &rx, true) {
         let _ = sse.finish(); // the client may be gone; nothing to report.
     }
     mux.detach(session, number, &tx);
@@ -306,6 +304,10 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
 /// stream carries every response and ends only when its session does. Returns true when the
 /// stream ended in order (the caller then ends the body), false when the client left or the
 /// sender went away.
+///
+/// Nothing waits in our buffer while we wait: what is queued (a deferred head, a burst of
+/// events) is written before blocking. An event with more right behind it, or a POST's last
+/// one (the body's end follows), is queued instead of written alone.
 pub(super) fn pump_stream(
     app: &App,
     sse: &mut SseStream,
@@ -313,6 +315,12 @@ pub(super) fn pump_stream(
     until_last: bool,
 ) -> bool {
     loop {
+        if rx.is_empty()
+            && let Err(e) = sse.send_pending()
+        {
+            debug!("client left a stream: {e}");
+            return false;
+        }
         select! {
             recv(rx) -> message => {
                 let Ok(message) = message else { return true };
@@ -321,6 +329,8 @@ pub(super) fn pump_stream(
                     return true; // nothing left to replay on a finished stream
                 } else if message.is_empty() {
                     sse.priming(id.as_deref().unwrap_or("0"), limits::SSE_RETRY_MS)
+                } else if (until_last && message.last) || !rx.is_empty() {
+                    sse.queue_message(id.as_deref(), &message.text)
                 } else {
                     sse.message(id.as_deref(), &message.text)
                 };
