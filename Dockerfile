@@ -17,7 +17,9 @@
 #   COPY --from=your-build /your-server /server
 #   CMD ["--host", "0.0.0.0", "--port", "8080", "--", "/server"]
 #
-#   docker run --rm -p 8080:8080 -e MCP_PROXY_AUTH_TOKEN=... your-image Bound to 0.0.0.0 the loopback Host check is off
+#   docker run --rm -p 8080:8080 -e MCP_PROXY_AUTH_TOKEN=... your-image
+#
+# Bound to 0.0.0.0 the loopback Host check is off
 # (it guards loopback binds against DNS rebinding): require a token, and allow browser origins
 # with --allow-origin only where needed.
 
