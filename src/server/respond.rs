@@ -153,7 +153,10 @@ impl SseStream {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let written = self.out.write_all(&self.pending).and_then(|()| self.out.flush());
+        let written = self
+            .out
+            .write_all(&self.pending)
+            .and_then(|()| self.out.flush());
         self.pending.clear();
         written
     }
