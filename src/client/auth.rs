@@ -7,13 +7,13 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::encoding::{base64, hex};
 use super::http::{Plain, SendError};
 use super::jwt::SigningKey;
 use super::md5;
 use super::oauth::{ClientCredentials, ClientProof};
 use super::url::Url;
 use crate::config::{ClientAuth, ClientCredential};
+use crate::encoding::{base64, hex};
 use crate::error::Error;
 use crate::logging::Secret;
 

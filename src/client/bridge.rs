@@ -140,18 +140,8 @@ struct Gate {
 impl Gate {
     /// Whether `report` shows the remote took the gated message in, or never will.
     fn opened_by(&self, report: &Report) -> bool {
-        let seq = match report {
-            Report::Head { seq, .. } if !self.whole_reply => *seq,
-            Report::Done { seq }
-            | Report::NotDelivered { seq, .. }
-            | Report::Lost { seq, .. }
-            | Report::Answered { seq, .. }
-            | Report::Refused { seq, .. }
-            | Report::AuthFailed { seq, .. }
-            | Report::SessionExpired { seq: Some(seq) } => *seq,
-            _ => return false,
-        };
-        seq == self.seq
+        let head_too_early = self.whole_reply && matches!(report, Report::Head { .. });
+        !head_too_early && report_seq(report) == Some(self.seq)
     }
 }
 
@@ -433,19 +423,8 @@ impl Bridge {
             Some(INITIALIZED) => self.cached_initialized = Some(out.clone()),
             _ => {}
         }
-        if out.is_request()
-            && let Some(id) = &out.id
-        {
-            self.pending.insert(id.clone(), out.seq);
-        }
-        if self.queue.len() >= limits::OUTAGE_QUEUE {
-            self.refuse(
-                &out,
-                "mcp-proxy: too many messages waiting for the remote server",
-            );
-        } else {
-            self.queue.push_back(out);
-        }
+        // `reply_as` is unset here, so the reply comes under the message's own id.
+        self.enqueue(out);
         self.pump();
         Ok(())
     }
@@ -1249,19 +1228,7 @@ impl Bridge {
                         headers: post.headers,
                         reply_as: post.local_id,
                     };
-                    if out.is_request()
-                        && let Some(id) = out.reply_id()
-                    {
-                        self.pending.insert(id.clone(), out.seq);
-                    }
-                    if self.queue.len() >= limits::OUTAGE_QUEUE {
-                        self.refuse(
-                            &out,
-                            "mcp-proxy: too many messages waiting for the remote server",
-                        );
-                    } else {
-                        self.queue.push_back(out);
-                    }
+                    self.enqueue(out);
                 }
                 Action::Listen(params) => {
                     self.listen_params = params;
@@ -1447,6 +1414,24 @@ impl Bridge {
         }
         warn!("{message}");
         Ok(())
+    }
+
+    /// Queues `out` for the remote (a request's reply is then awaited under its reply id), or
+    /// refuses it when the outage queue is full.
+    fn enqueue(&mut self, out: Outbound) {
+        if out.is_request()
+            && let Some(id) = out.reply_id()
+        {
+            self.pending.insert(id.clone(), out.seq);
+        }
+        if self.queue.len() >= limits::OUTAGE_QUEUE {
+            self.refuse(
+                &out,
+                "mcp-proxy: too many messages waiting for the remote server",
+            );
+        } else {
+            self.queue.push_back(out);
+        }
     }
 
     /// Answers a request we will not deliver; other messages are dropped with a warning.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ureq::http::{self, Response};
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
-use ureq::{Agent, Body};
+use ureq::{Agent, AsSendBody, Body};
 
 use super::auth::Auth;
 use super::tls;
@@ -87,32 +87,29 @@ impl Plain {
         for (name, value) in &req.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let result = match req.body {
-            Some((content_type, bytes)) => {
-                let request = builder
-                    .header("Content-Type", content_type)
-                    .body(bytes)
-                    .map_err(|e| SendError::Unreachable(format!("invalid request: {e}")))?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_recv_response(req.head_timeout)
-                    .build();
-                self.agent.run(request)
-            }
-            None => {
-                let request = builder
-                    .body(())
-                    .map_err(|e| SendError::Unreachable(format!("invalid request: {e}")))?;
-                let request = self
-                    .agent
-                    .configure_request(request)
-                    .timeout_recv_response(req.head_timeout)
-                    .build();
-                self.agent.run(request)
-            }
-        };
-        result.map_err(classify)
+        match req.body {
+            Some((content_type, bytes)) => self.run(
+                builder.header("Content-Type", content_type).body(bytes),
+                req.head_timeout,
+            ),
+            None => self.run(builder.body(()), req.head_timeout),
+        }
+    }
+
+    /// Sends a built request (with or without a body), waiting at most `head_timeout` for the
+    /// response head.
+    fn run(
+        &self,
+        built: Result<http::Request<impl AsSendBody>, http::Error>,
+        head_timeout: Option<Duration>,
+    ) -> Result<Response<Body>, SendError> {
+        let request = built.map_err(|e| SendError::Unreachable(format!("invalid request: {e}")))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_recv_response(head_timeout)
+            .build();
+        self.agent.run(request).map_err(classify)
     }
 }
 

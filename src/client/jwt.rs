@@ -15,7 +15,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::encoding::{base64url, hex};
+use crate::encoding::{base64url, hex};
 use crate::limits::CLIENT_ASSERTION_LIFETIME;
 use crate::logging::Secret;
 
@@ -139,27 +139,22 @@ mod tests {
         SigningKey::from_pem(&Secret(TEST_KEY.as_bytes().to_vec())).expect("test key")
     }
 
-    /// Base64url without padding back to bytes (test-only; the proxy never decodes).
+    /// Base64url without padding back to bytes (test-only; the proxy never decodes): mapped
+    /// onto the standard alphabet and padded, then read by the shared strict decoder.
     fn unbase64url(s: &str) -> Vec<u8> {
-        let value = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => panic!("not base64url: {c:?}"),
-        };
-        let mut out = Vec::new();
-        let (mut acc, mut bits) = (0u32, 0);
-        for c in s.bytes() {
-            acc = (acc << 6) | u32::from(value(c));
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-            }
+        let mut standard: String = s
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        while !standard.len().is_multiple_of(4) {
+            standard.push('=');
         }
-        out
+        crate::encoding::base64_decode(&standard)
+            .unwrap_or_else(|| panic!("not unpadded base64url: {s:?}"))
     }
 
     fn decode_json(part: &str) -> Value {

@@ -44,7 +44,7 @@ pub fn digest(input: &[u8]) -> [u8; 16] {
 
 /// Lowercase hex of the digest, the form Digest authentication uses.
 pub fn hex_digest(input: &[u8]) -> String {
-    super::encoding::hex(&digest(input))
+    crate::encoding::hex(&digest(input))
 }
 
 fn compress(state: &mut [u32; 4], block: &[u8]) {

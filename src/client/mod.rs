@@ -12,6 +12,7 @@
 //!  [post] x N (one per POST in flight, at most MAX_CONCURRENT_POSTS)  --Report--+
 //!  [sse-stream] legacy GET stream, [get-stream] Streamable GET stream --Report--+
 //!  [listen] a 2026-07-28 remote's `subscriptions/listen` stream           --Report--+
+//!  [parent] polls getppid: a parent that died starts the shutdown (`parent.rs`)
 //! ```
 //! The bridge (`bridge.rs`) owns every decision: transport choice, session, queueing during an
 //! outage, re-initialization, errors for requests that cannot be answered. Transport threads
@@ -20,12 +21,12 @@
 
 mod auth;
 mod bridge;
-mod encoding;
 mod http;
 mod jwt;
 mod md5;
 mod modern;
 mod oauth;
+mod parent;
 mod sse;
 mod stdio;
 mod streamable;
@@ -111,10 +112,35 @@ impl Remote {
     pub fn report(&self, report: Report) {
         let _ = self.reports.send(report);
     }
+
+    /// Runs `work` on a new transport thread called `name`, which shares this `Remote`.
+    pub fn spawn_thread(
+        self: &Arc<Remote>,
+        name: &str,
+        work: impl FnOnce(&Remote) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let remote = self.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(limits::CLIENT_THREAD_STACK_BYTES)
+            .spawn(move || work(&remote))
+            .map(drop)
+    }
+
+    /// Runs `work`, the POST of message `seq`, on a new `post` thread; reports the message
+    /// `Lost` when no thread can start.
+    pub fn spawn_post(self: &Arc<Remote>, seq: u64, work: impl FnOnce(&Remote) + Send + 'static) {
+        if let Err(e) = self.spawn_thread("post", work) {
+            let reason = format!("cannot start a POST thread: {e}");
+            self.report(Report::Lost { seq, reason });
+        }
+    }
 }
 
 /// Runs client mode until stdin closes (Ok, exit 0) or the remote is lost for good (Err).
 pub fn run(settings: ClientSettings, shutdown: Shutdown) -> Result<(), Error> {
+    // First: a parent that dies from here on is noticed (see `parent.rs`).
+    parent::watch(parent::current_parent(), shutdown.clone());
     let http = http::Http::new(&settings)?;
     let (report_tx, report_rx) = bounded(limits::REPORT_QUEUE);
     let remote = Arc::new(Remote {

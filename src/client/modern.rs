@@ -27,6 +27,7 @@ use log::{debug, info, warn};
 use serde_json::{Map, Value, json};
 
 use super::stdio::StdinMessage;
+use crate::jsonrpc::tool_headers::{ToolHeaders, checked_header_params};
 use crate::jsonrpc::{self, Envelope, Kind, envelope, error, meta};
 use crate::limits;
 
@@ -209,14 +210,6 @@ pub fn initialize_result(discovered: &Value, requested: Option<&str>) -> String 
 
 // ---- headers ----------------------------------------------------------------------------------
 
-/// A tool parameter mirrored into an `Mcp-Param-{header}` request header (`x-mcp-header`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderParam {
-    /// The chain of `properties` keys from the schema's root to the parameter.
-    pub path: Vec<String>,
-    pub header: String,
-}
-
 /// `MCP-Protocol-Version` and `Mcp-Method`: on every POST.
 fn base_headers(method: &str) -> Vec<(String, String)> {
     vec![
@@ -227,11 +220,7 @@ fn base_headers(method: &str) -> Vec<(String, String)> {
 
 /// Every header a request needs (spec "Standard MCP Request Headers", "Custom Headers from
 /// Tool Parameters"): `params` is the request's params, `tools` the known header parameters.
-pub fn request_headers(
-    method: &str,
-    params: &Value,
-    tools: &HashMap<String, Vec<HeaderParam>>,
-) -> Vec<(String, String)> {
+pub fn request_headers(method: &str, params: &Value, tools: &ToolHeaders) -> Vec<(String, String)> {
     let mut headers = base_headers(method);
     let name = match method {
         "tools/call" | "prompts/get" => params.get("name"),
@@ -279,84 +268,7 @@ pub fn header_value(value: &str) -> String {
     if plain {
         value.to_string()
     } else {
-        format!("=?base64?{}?=", super::encoding::base64(value.as_bytes()))
-    }
-}
-
-/// The `x-mcp-header` parameters of a tool's input schema, reachable from its root through
-/// `properties` only; `Err(why)` when an annotation is invalid (spec "x-mcp-header": a
-/// non-empty token, on a string, integer or boolean parameter, unique case-insensitively).
-pub fn tool_header_params(schema: &Value) -> Result<Vec<HeaderParam>, String> {
-    let mut found = Vec::new();
-    collect_header_params(schema, &mut Vec::new(), &mut found)?;
-    for (i, a) in found.iter().enumerate() {
-        if found[..i]
-            .iter()
-            .any(|b| b.header.eq_ignore_ascii_case(&a.header))
-        {
-            return Err(format!("x-mcp-header {:?} is used twice", a.header));
-        }
-    }
-    Ok(found)
-}
-
-fn collect_header_params(
-    schema: &Value,
-    path: &mut Vec<String>,
-    found: &mut Vec<HeaderParam>,
-) -> Result<(), String> {
-    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-        return Ok(());
-    };
-    for (name, property) in properties {
-        path.push(name.clone());
-        if let Some(annotation) = property.get("x-mcp-header") {
-            let header = annotation
-                .as_str()
-                .ok_or_else(|| format!("x-mcp-header of {name:?} is not a string"))?;
-            if header.is_empty() {
-                return Err(format!("x-mcp-header of {name:?} is empty"));
-            }
-            if !header.bytes().all(is_token_char) {
-                return Err(format!(
-                    "x-mcp-header {header:?} of {name:?} is not a header name token"
-                ));
-            }
-            if !primitive_type(property.get("type")) {
-                return Err(format!(
-                    "x-mcp-header {header:?} is on {name:?}, which is not a string, integer or boolean"
-                ));
-            }
-            found.push(HeaderParam {
-                path: path.clone(),
-                header: header.to_string(),
-            });
-        }
-        collect_header_params(property, path, found)?;
-        path.pop();
-    }
-    Ok(())
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// A `type` a header can carry: string, integer or boolean (`null` beside one of them is
-/// allowed: a null value just sends no header). No `type` at all is not refused.
-fn primitive_type(declared: Option<&Value>) -> bool {
-    let ok = |t: &str| matches!(t, "string" | "integer" | "boolean");
-    match declared {
-        None => true,
-        Some(Value::String(t)) => ok(t),
-        Some(Value::Array(types)) => {
-            let names: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
-            names.len() == types.len()
-                && names.iter().all(|t| ok(t) || *t == "null")
-                && names.iter().any(|t| ok(t))
-        }
-        Some(_) => false,
+        format!("=?base64?{}?=", crate::encoding::base64(value.as_bytes()))
     }
 }
 
@@ -416,7 +328,7 @@ pub struct Modern {
     init_result: String,
     log_level: Option<String>,
     /// Header parameters of the tools seen in `tools/list` results, by tool name.
-    tools: HashMap<String, Vec<HeaderParam>>,
+    tools: ToolHeaders,
     /// Requests at the remote, by the id the remote sees.
     calls: HashMap<String, Call>,
     rounds: HashMap<u64, Round>,
@@ -818,7 +730,7 @@ impl Modern {
         tools.retain(|tool| {
             let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
             let schema = tool.get("inputSchema").cloned().unwrap_or(Value::Null);
-            match tool_header_params(&schema) {
+            match checked_header_params(&schema) {
                 Ok(params) => {
                     if params.is_empty() {
                         self.tools.remove(name);
@@ -1156,29 +1068,6 @@ mod tests {
             "2"
         );
         assert_eq!(number_text(&42.into()), "42");
-    }
-
-    #[test]
-    fn invalid_annotations_are_refused() {
-        let schema = |props: Value| json!({"type":"object","properties":props});
-        for bad in [
-            json!({"a":{"type":"string","x-mcp-header":""}}),
-            json!({"a":{"type":"object","x-mcp-header":"A"}}),
-            json!({"a":{"type":"array","x-mcp-header":"A"}}),
-            json!({"a":{"type":"null","x-mcp-header":"A"}}),
-            json!({"a":{"type":"number","x-mcp-header":"A"}}),
-            json!({"a":{"type":"string","x-mcp-header":"A"},"b":{"type":"string","x-mcp-header":"a"}}),
-            json!({"a":{"type":"string","x-mcp-header":"My Region"}}),
-            json!({"a":{"type":"string","x-mcp-header":"Region:Primary"}}),
-            json!({"a":{"type":"string","x-mcp-header":"Région"}}),
-            json!({"a":{"type":"string","x-mcp-header":"Region\t1"}}),
-            json!({"a":{"type":"string","x-mcp-header":7}}),
-        ] {
-            assert!(tool_header_params(&schema(bad.clone())).is_err(), "{bad}");
-        }
-        let good = schema(json!({"a":{"type":["string","null"],"x-mcp-header":"A"},
-            "b":{"x-mcp-header":"B-2"},"c":{"$ref":"http://example.com/x.json"}}));
-        assert_eq!(tool_header_params(&good).unwrap().len(), 2);
     }
 
     #[test]

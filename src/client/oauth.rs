@@ -21,10 +21,10 @@ use serde_json::Value;
 use ureq::http::Method;
 
 use super::auth::{param, parse_challenge};
-use super::encoding::{base64, form, percent_encode};
 use super::http::{Plain, Req, SendError, error_snippet, read_body};
 use super::jwt::{self, SigningKey};
 use super::url::{self, Url};
+use crate::encoding::{base64, form, percent_encode};
 use crate::limits::{METADATA_MAX_BYTES, TOKEN_EARLY_RENEWAL};
 use crate::logging::Secret;
 

@@ -22,12 +22,7 @@ use crate::sse::parse::EventReader;
 
 /// Starts the `sse-stream` thread. It runs until shutdown (or the process exits).
 pub fn start_stream(remote: &Arc<Remote>) -> std::io::Result<()> {
-    let remote = remote.clone();
-    std::thread::Builder::new()
-        .name("sse-stream".into())
-        .stack_size(limits::CLIENT_THREAD_STACK_BYTES)
-        .spawn(move || run_stream(&remote))?;
-    Ok(())
+    remote.spawn_thread("sse-stream", run_stream)
 }
 
 fn run_stream(remote: &Remote) {
@@ -127,16 +122,7 @@ pub struct PostJob {
 
 /// POSTs `job` on a new `post` thread. The reply arrives on the stream.
 pub fn post(remote: &Arc<Remote>, job: PostJob) {
-    let worker = remote.clone();
-    let seq = job.seq;
-    let spawned = std::thread::Builder::new()
-        .name("post".into())
-        .stack_size(limits::CLIENT_THREAD_STACK_BYTES)
-        .spawn(move || run_post(&worker, job));
-    if let Err(e) = spawned {
-        let reason = format!("cannot start a POST thread: {e}");
-        remote.report(Report::Lost { seq, reason });
-    }
+    remote.spawn_post(job.seq, move |remote| run_post(remote, job));
 }
 
 fn run_post(remote: &Remote, job: PostJob) {

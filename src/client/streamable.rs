@@ -50,16 +50,7 @@ pub struct PostJob {
 
 /// POSTs `job` on a new `post` thread.
 pub fn post(remote: &Arc<Remote>, job: PostJob) {
-    let worker = remote.clone();
-    let seq = job.seq;
-    let spawned = std::thread::Builder::new()
-        .name("post".into())
-        .stack_size(limits::CLIENT_THREAD_STACK_BYTES)
-        .spawn(move || run_post(&worker, job));
-    if let Err(e) = spawned {
-        let reason = format!("cannot start a POST thread: {e}");
-        remote.report(Report::Lost { seq, reason });
-    }
+    remote.spawn_post(job.seq, move |remote| run_post(remote, job));
 }
 
 fn run_post(remote: &Remote, job: PostJob) {
@@ -239,11 +230,9 @@ fn is_response_to(text: &str, id: &str) -> bool {
 /// stream) or 404 (session gone, reported), or shutdown.
 pub fn open_get_stream(remote: &Arc<Remote>, session: Session, generation: Arc<AtomicU64>) {
     let mine = generation.load(Ordering::SeqCst);
-    let remote = remote.clone();
-    let spawned = std::thread::Builder::new()
-        .name("get-stream".into())
-        .stack_size(limits::CLIENT_THREAD_STACK_BYTES)
-        .spawn(move || run_get_stream(&remote, &session, &generation, mine));
+    let spawned = remote.spawn_thread("get-stream", move |remote| {
+        run_get_stream(remote, &session, &generation, mine)
+    });
     if let Err(e) = spawned {
         warn!("cannot start the GET stream thread: {e}");
     }
@@ -287,7 +276,8 @@ fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mi
                 let mut reader =
                     EventReader::new(r.into_body().into_reader(), limits::MAX_MESSAGE_BYTES);
                 if let Err(e) = read_until_response(remote, &mut reader, None) {
-                    debug!("GET stream: {e}");
+                    // A network error or an unusable event (too large): worth a line either way.
+                    warn!("GET stream dropped: {e}");
                 }
                 last_event_id = reader
                     .parser()
@@ -329,18 +319,14 @@ pub struct ListenJob {
 /// stream is how a client ends a request (spec K7).
 pub fn listen(remote: &Arc<Remote>, job: ListenJob) {
     let mine = job.generation.load(Ordering::SeqCst);
-    let worker = remote.clone();
-    let spawned = std::thread::Builder::new()
-        .name("listen".into())
-        .stack_size(limits::CLIENT_THREAD_STACK_BYTES)
-        .spawn(move || {
-            let (reason, retry) = run_listen(&worker, &job, mine);
-            worker.report(Report::ListenEnded {
-                generation: mine,
-                reason,
-                retry,
-            });
+    let spawned = remote.spawn_thread("listen", move |remote| {
+        let (reason, retry) = run_listen(remote, &job, mine);
+        remote.report(Report::ListenEnded {
+            generation: mine,
+            reason,
+            retry,
         });
+    });
     if let Err(e) = spawned {
         remote.report(Report::ListenEnded {
             generation: mine,

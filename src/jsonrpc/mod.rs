@@ -3,6 +3,7 @@
 pub mod envelope;
 pub mod error;
 pub mod meta;
+pub mod tool_headers;
 
 pub use envelope::{Envelope, Kind};
 

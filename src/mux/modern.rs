@@ -10,7 +10,6 @@
 //! 4. `subscriptions/listen` holds a stream open for the change notifications the client
 //!    opted in to, each tagged with the subscription's id.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,19 +20,10 @@ use super::session::{ClientCaps, Listen, Reply, Session, SessionId};
 use super::stream::Outbound;
 use super::{Mux, Pending, Refused, State, canonical_id};
 use crate::jsonrpc::envelope::Envelope;
+pub use crate::jsonrpc::tool_headers::ToolHeaders;
+use crate::jsonrpc::tool_headers::declared_header_params;
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
-
-/// A tool parameter mirrored into an `Mcp-Param-{header}` request header (`x-mcp-header`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderParam {
-    /// The chain of `properties` keys from the schema's root to the parameter.
-    pub path: Vec<String>,
-    pub header: String,
-}
-
-/// Every tool's header parameters, by tool name.
-pub type ToolHeaders = HashMap<String, Vec<HeaderParam>>;
 
 /// `MissingRequiredClientCapability`: the request needs a capability the client lacks.
 pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
@@ -165,8 +155,7 @@ impl Mux {
                 else {
                     continue;
                 };
-                let mut found = Vec::new();
-                header_params(schema, &mut Vec::new(), &mut found);
+                let found = declared_header_params(schema);
                 if !found.is_empty() {
                     headers.insert(name.to_string(), found);
                 }
@@ -422,25 +411,6 @@ impl Mux {
             // A child that is gone has nothing left to cancel.
             let _ = self.send_to_child(line);
         }
-    }
-}
-
-/// Collects the `x-mcp-header` annotations reachable from `schema` through `properties` only
-/// (the spec's "statically reachable" rule).
-fn header_params(schema: &Value, path: &mut Vec<String>, found: &mut Vec<HeaderParam>) {
-    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    for (name, property) in properties {
-        path.push(name.clone());
-        if let Some(header) = property.get("x-mcp-header").and_then(Value::as_str) {
-            found.push(HeaderParam {
-                path: path.clone(),
-                header: header.to_string(),
-            });
-        }
-        header_params(property, path, found);
-        path.pop();
     }
 }
 
@@ -708,40 +678,4 @@ pub(super) fn tagged(method: &str, uri: Option<&str>, subscription: &str) -> Arc
         None => format!("{{{meta}}}"),
     };
     jsonrpc::notification(method, &params).into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_params_follow_properties_chains_only() {
-        let schema = serde_json::json!({
-            "type": "object",
-            "properties": {
-                "region": {"type": "string", "x-mcp-header": "Region"},
-                "query": {"type": "string"},
-                "nested": {"type": "object", "properties": {
-                    "tenant": {"type": "integer", "x-mcp-header": "Tenant"}}},
-                "list": {"type": "array", "items": {"properties": {
-                    "hidden": {"type": "string", "x-mcp-header": "Hidden"}}}}
-            }
-        });
-        let mut found = Vec::new();
-        header_params(&schema, &mut Vec::new(), &mut found);
-        found.sort_by(|a, b| a.header.cmp(&b.header));
-        assert_eq!(
-            found,
-            [
-                HeaderParam {
-                    path: vec!["region".into()],
-                    header: "Region".into()
-                },
-                HeaderParam {
-                    path: vec!["nested".into(), "tenant".into()],
-                    header: "Tenant".into()
-                },
-            ]
-        );
-    }
 }

@@ -2,6 +2,8 @@
 //! of the example server (real MCP over real HTTP), or a scripted fake when a test must control
 //! statuses, sessions, credentials or TLS.
 
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use crate::support::fake_remote::{
     FakeRemote, FakeRequest, FakeResponse, McpState, TLS_DIR, mcp_script, sse_event,
 };
 use crate::support::stdio_client::StdioProxy;
-use crate::support::{DEADLINE, FIXTURE, Proxy, free_port, wait_until};
+use crate::support::{DEADLINE, FIXTURE, PROXY, Proxy, free_port, process_alive, wait_until};
 
 /// A start-up failure must be reported within this (the issue's bound).
 const STARTUP_FAILURE_BOUND: Duration = Duration::from_secs(15);
@@ -1543,4 +1545,103 @@ fn protocol_era_modern_refuses_a_session_era_remote_at_start_up() {
             .any(|r| r.json()["method"] == "initialize"),
         "nothing of the session era was sent"
     );
+}
+
+// ---- the local client going away (issue 5) ----------------------------------------------------
+
+/// A process group a test started (its leader is `sh`): SIGKILLed whole and reaped on drop.
+struct ProcessGroup(std::process::Child);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-9", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn exits_when_its_parent_dies_while_a_sibling_holds_stdin_open() {
+    let state = Arc::new(Mutex::new(McpState::default()));
+    let fake = FakeRemote::start(mcp_script(state));
+    let dir = std::env::temp_dir().join(format!("mcp-proxy-test-{}-orphan", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pid_file, log_file) = (dir.join("pid"), dir.join("stderr"));
+    // The parent starts the proxy with stdin from a pipe whose writer, a sleeping sibling,
+    // outlives it (so no EOF comes), and stdout to /dev/null (so no write fails either).
+    let script = r#"sleep 120 | "$0" --transport streamablehttp "$1" >/dev/null 2>"$2" &
+echo $! >"$3"; wait"#;
+    let parent = ProcessGroup(
+        Command::new("sh")
+            .args(["-c", script, PROXY, &fake.url("/mcp")])
+            .arg(&log_file)
+            .arg(&pid_file)
+            .env_remove("SSE_URL")
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh"),
+    );
+    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let mut pid = 0;
+    wait_until(DEADLINE, "the proxy to start", || {
+        pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
+        pid != 0 && log().contains("client mode:")
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid = stat.rsplit(')').next().unwrap().split_whitespace().nth(1);
+    assert_eq!(
+        ppid,
+        Some(parent.0.id().to_string().as_str()),
+        "sh is not the parent"
+    );
+    let killed = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-9", &parent.0.id().to_string()])
+        .status();
+    wait_until(Duration::from_secs(5), "the orphaned proxy to exit", || {
+        !process_alive(pid)
+    });
+    eprintln!(
+        "orphaned proxy exited {:?} after its parent",
+        killed.elapsed()
+    );
+    assert!(
+        log().contains("has gone: shutting down"),
+        "stderr:\n{}",
+        log()
+    );
+    drop(parent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stdin_eof_before_any_message_exits_0_at_once() {
+    let state = Arc::new(Mutex::new(McpState::default()));
+    let mcp = mcp_script(state);
+    let streams = Mutex::new(Vec::new());
+    let fake = FakeRemote::start(move |req| {
+        if req.path != "/sse" {
+            return mcp(req);
+        }
+        let (response, stream) = FakeResponse::sse();
+        stream.send(sse_event("endpoint", "/messages")).unwrap();
+        streams.lock().unwrap().push(stream);
+        response
+    });
+    for (transport, path) in [("streamablehttp", "/mcp"), ("sse", "/sse")] {
+        let mut client = StdioProxy::start(&["--transport", transport, &fake.url(path)]);
+        client.close_stdin();
+        assert_eq!(
+            client.wait_exit(Duration::from_secs(5)),
+            Some(0),
+            "{transport}"
+        );
+    }
 }

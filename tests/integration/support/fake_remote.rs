@@ -45,6 +45,8 @@ pub struct FakeResponse {
     pub body: String,
     /// A streamed body instead of `body`: chunks as they come, until every sender is gone.
     pub stream: Option<Receiver<String>>,
+    /// The same for bytes that need not be UTF-8 (malformed streams).
+    pub byte_stream: Option<Receiver<Vec<u8>>>,
 }
 
 impl FakeResponse {
@@ -54,6 +56,7 @@ impl FakeResponse {
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.to_string(),
             stream: None,
+            byte_stream: None,
         }
     }
 
@@ -63,6 +66,7 @@ impl FakeResponse {
             headers: Vec::new(),
             body: String::new(),
             stream: None,
+            byte_stream: None,
         }
     }
 
@@ -79,6 +83,19 @@ impl FakeResponse {
             ],
             body: String::new(),
             stream: Some(rx),
+            byte_stream: None,
+        };
+        (response, tx)
+    }
+
+    /// [`FakeResponse::sse`] sending raw bytes: for streams that are not valid UTF-8.
+    pub fn sse_bytes() -> (FakeResponse, Sender<Vec<u8>>) {
+        let (response, _) = FakeResponse::sse();
+        let (tx, rx) = unbounded();
+        let response = FakeResponse {
+            stream: None,
+            byte_stream: Some(rx),
+            ..response
         };
         (response, tx)
     }
@@ -190,7 +207,7 @@ fn serve_one(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<
     for (k, v) in &response.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if response.stream.is_none() {
+    if response.stream.is_none() && response.byte_stream.is_none() {
         head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     }
     // A streamed body has no length: it ends when the connection closes.
@@ -201,21 +218,24 @@ fn serve_one(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<
     let _ = stream.write_all(response.body.as_bytes());
     let _ = stream.flush();
     if let Some(chunks) = response.stream {
-        loop {
-            // An idle stream gets a comment each second: once the client has gone, the write
-            // fails and this thread ends, even while the test still holds the sender.
-            let chunk = match chunks.recv_timeout(Duration::from_secs(1)) {
-                Ok(chunk) => chunk,
-                Err(RecvTimeoutError::Timeout) => ": idle\n\n".to_string(),
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if stream
-                .write_all(chunk.as_bytes())
-                .and_then(|()| stream.flush())
-                .is_err()
-            {
-                break;
-            }
+        pump(stream, &chunks);
+    } else if let Some(chunks) = response.byte_stream {
+        pump(stream, &chunks);
+    }
+}
+
+/// Writes and flushes each chunk as it comes, until every sender is gone or the client is.
+fn pump<T: AsRef<[u8]>>(stream: &mut impl Write, chunks: &Receiver<T>) {
+    loop {
+        // An idle stream gets a comment each second: once the client has gone, the write
+        // fails and this thread ends, even while the test still holds the sender.
+        let written = match chunks.recv_timeout(Duration::from_secs(1)) {
+            Ok(chunk) => stream.write_all(chunk.as_ref()),
+            Err(RecvTimeoutError::Timeout) => stream.write_all(b": idle\n\n"),
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if written.and_then(|()| stream.flush()).is_err() {
+            break;
         }
     }
 }

@@ -85,21 +85,10 @@ impl Proxy {
             .process_group(0);
         let mut child = command.spawn().expect("spawn mcp-proxy");
         let log = Arc::new(Mutex::new(String::new()));
-        let mut drains = Vec::new();
-        for pipe in [
-            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stdout.take().unwrap()),
-        ] {
-            let log = log.clone();
-            drains.push(thread::spawn(move || {
-                let mut reader = BufReader::new(pipe);
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    log.lock().unwrap().push_str(&line);
-                    line.clear();
-                }
-            }));
-        }
+        let drains = vec![
+            drain_into_log(child.stderr.take().unwrap(), &log),
+            drain_into_log(child.stdout.take().unwrap(), &log),
+        ];
         Proxy {
             child: Some(child),
             base: String::new(),
@@ -131,27 +120,17 @@ impl Proxy {
     /// Waits for the proxy to exit; its exit code (`None`: killed by a signal).
     #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                // Everything it wrote is in the log once its pipes are drained.
-                for drain in self.drains.drain(..) {
-                    let _ = drain.join();
-                }
-                return status.code();
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "proxy did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for_exit(child, timeout, "proxy", &self.log);
+        // Everything it wrote is in the log once its pipes are drained.
+        for drain in self.drains.drain(..) {
+            let _ = drain.join();
         }
+        status.code()
     }
 
     pub fn signal(&self, signal: i32) {
-        unsafe_kill(self.pid() as i32, signal);
+        send_signal(self.pid() as i32, signal);
     }
 
     /// Waits until the proxy's log contains `needle`.
@@ -169,9 +148,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            unsafe_kill(-(child.id() as i32), 9);
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            kill_group(child);
         }
         if thread::panicking() {
             eprintln!("---- proxy stderr ----\n{}", self.stderr());
@@ -179,13 +157,60 @@ impl Drop for Proxy {
     }
 }
 
-fn unsafe_kill(pid: i32, signal: i32) {
+/// Sends `signal` to `pid` (to a process group when negative).
+fn send_signal(pid: i32, signal: i32) {
     // No libc in the tests' dependencies: the kill(1) utility does the same.
     let target = pid.to_string();
     let _ = Command::new("kill")
         .args([format!("-{signal}"), "--".to_string(), target])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Kills `child`'s whole process group (it was started as a group leader) and reaps it.
+fn kill_group(mut child: Child) {
+    send_signal(-(child.id() as i32), 9);
+    let _ = child.wait();
+}
+
+/// Copies `pipe`, line by line, into `log` on a thread of its own, until the pipe closes.
+fn drain_into_log(
+    pipe: impl Read + Send + 'static,
+    log: &Arc<Mutex<String>>,
+) -> thread::JoinHandle<()> {
+    let log = log.clone();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            log.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    })
+}
+
+/// Waits for `child` (the `who` of a panic message) to exit; panics with its `log` after
+/// `timeout`.
+#[track_caller]
+fn wait_for_exit(
+    child: &mut Child,
+    timeout: Duration,
+    who: &str,
+    log: &Mutex<String>,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "{who} did not exit within {timeout:?}; stderr:\n{}",
+                log.lock().unwrap()
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Whether a process with this pid exists (and is not a zombie).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
 use serde_json::{Value, json};
 
-use super::{DEADLINE, PROXY};
+use super::{DEADLINE, PROXY, drain_into_log, kill_group, send_signal, wait_for_exit};
 
 pub struct StdioProxy {
     child: Option<Child>,
@@ -39,16 +39,7 @@ impl StdioProxy {
             .spawn()
             .expect("spawn mcp-proxy in client mode");
         let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let log_writer = log.clone();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                log_writer.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
+        drain_into_log(child.stderr.take().unwrap(), &log);
         let (tx, lines) = unbounded();
         let stdout = child.stdout.take().unwrap();
         thread::spawn(move || {
@@ -162,39 +153,20 @@ impl StdioProxy {
 
     /// Sends a signal to the proxy process (not its group).
     pub fn signal(&self, signal: i32) {
-        let pid = self.child.as_ref().unwrap().id();
-        let _ = Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .stderr(Stdio::null())
-            .status();
+        send_signal(self.child.as_ref().unwrap().id() as i32, signal);
     }
 
     #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                return status.code();
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "client did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        let child = self.child.as_mut().unwrap();
+        wait_for_exit(child, timeout, "client", &self.log).code()
     }
 }
 
 impl Drop for StdioProxy {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-9", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            kill_group(child);
         }
         if thread::panicking() {
             eprintln!("---- client-mode stderr ----\n{}", self.stderr());
