@@ -105,6 +105,12 @@ pub const TOOL_LIST_PAGES: usize = 100;
 /// How often sessions and requests are checked against their timeouts.
 pub const REAPER_TICK: Duration = Duration::from_secs(1);
 
+/// Freed memory is given back to the system (`memory::release_free`, a walk over the
+/// allocator's arenas: well under a millisecond) every this many reaper ticks, if the traffic
+/// has been quiet for `QUIET_BEFORE_RELEASE_MS` by then.
+pub const RELEASE_EVERY_TICKS: u64 = 5;
+pub const QUIET_BEFORE_RELEASE_MS: u64 = 2000;
+
 // ---- client mode ------------------------------------------------------------------------------
 
 /// Connecting (DNS + TCP + TLS) to the remote server. Below the 15 s in which a start-up failure

@@ -13,6 +13,7 @@ mod framing;
 mod jsonrpc;
 mod limits;
 mod logging;
+mod memory;
 mod mux;
 mod random;
 mod server;

@@ -45,7 +45,7 @@ pub use modern::{ListenFilter, MODERN_VERSIONS};
 pub use pool::Pool;
 use session::AttachError;
 pub use session::{Reply, Session, SessionId};
-pub use stream::{EventId, Offer, Outbound, StreamTx};
+pub use stream::{EventId, Offer, Outbound, StreamKey, StreamTx};
 
 /// Why the mux would not take a message or a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,7 +367,7 @@ impl Mux {
     }
 
     /// Detaches a connection that ended from stream `number` (if it is still attached).
-    pub fn detach(&self, id: SessionId, number: u32, writer: &StreamTx) {
+    pub fn detach(&self, id: SessionId, number: u32, writer: StreamKey) {
         if let Some(session) = self.lock().sessions.get_mut(&id) {
             session.detach(number, writer);
         }

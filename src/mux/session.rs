@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use log::warn;
 
-use super::stream::{EventId, EventStream, Offer, Outbound, StreamTx};
+use super::stream::{EventId, EventStream, Offer, Outbound, StreamKey, StreamTx};
 use crate::limits;
 
 /// A downstream session's key: 128 random bits, shown as 32 hex digits (`Mcp-Session-Id`,
@@ -277,7 +277,7 @@ impl Session {
     }
 
     /// Detaches a connection that ended, if it is still the one attached to stream `number`.
-    pub fn detach(&mut self, number: u32, writer: &StreamTx) {
+    pub fn detach(&mut self, number: u32, writer: StreamKey) {
         if let Some(stream) = self.stream_mut(number) {
             stream.detach(writer);
         }

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -93,6 +93,20 @@ pub struct StreamTx {
     tx: Sender<Outbound>,
     cap: usize,
     queued_bytes: Arc<AtomicUsize>,
+    key: StreamKey,
+}
+
+/// Names one channel, so that a connection can detach its stream without holding a sender:
+/// a held sender would keep the channel open after the session dropped its own, and the
+/// connection would not see the session end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamKey(u64);
+
+impl StreamKey {
+    fn next() -> StreamKey {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        StreamKey(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 pub enum Offer {
@@ -115,6 +129,7 @@ impl StreamTx {
                 tx,
                 cap,
                 queued_bytes,
+                key: StreamKey::next(),
             },
             rx,
         )
@@ -137,8 +152,8 @@ impl StreamTx {
         }
     }
 
-    pub fn same_channel(&self, other: &StreamTx) -> bool {
-        self.tx.same_channel(&other.tx)
+    pub fn key(&self) -> StreamKey {
+        self.key
     }
 }
 
@@ -269,9 +284,9 @@ impl EventStream {
         }
     }
 
-    /// Detaches `writer` if it is still the one attached.
-    pub fn detach(&mut self, writer: &StreamTx) {
-        if self.writer.as_ref().is_some_and(|w| w.same_channel(writer)) {
+    /// Detaches the writer `key` names if it is still the one attached.
+    pub fn detach(&mut self, key: StreamKey) {
+        if self.writer.as_ref().is_some_and(|w| w.key == key) {
             self.writer = None;
         }
     }
@@ -361,7 +376,7 @@ mod tests {
         let (tx, rx) = StreamTx::channel(100);
         s.attach(tx.clone(), None, false);
         s.push("live".into(), false);
-        s.detach(&tx);
+        s.detach(tx.key());
         s.push("while away".into(), false);
         let (tx2, rx2) = StreamTx::channel(100);
         s.attach(tx2, None, false);

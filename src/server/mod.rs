@@ -31,6 +31,7 @@ use tiny_http::{Method, Request};
 use crate::config::{ServerLimits, ServerSettings};
 use crate::error::Error;
 use crate::limits;
+use crate::memory;
 use crate::mux::{Mux, MuxOptions, Refused};
 use crate::shutdown::Shutdown;
 use auth::Auth;
@@ -136,19 +137,31 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks every session and request against its timeout, once a tick, until shutdown.
+/// Checks every session and request against its timeout, once a tick, until shutdown; gives
+/// freed memory back once the traffic has been quiet for a while after activity.
 fn start_reaper(app: &Arc<App>) -> Result<thread::JoinHandle<()>, Error> {
     let app = app.clone();
     thread::Builder::new()
         .name("reaper".into())
         .spawn(move || {
             let shutdown = app.shutdown.receiver().clone();
+            let mut ticks: u64 = 0;
             loop {
                 crossbeam_channel::select! {
                     recv(shutdown) -> _ => return,
                     default(limits::REAPER_TICK) => {
                         for backend in &app.servers {
                             backend.reap(app.limits.session_idle, app.limits.request_timeout);
+                        }
+                        ticks += 1;
+                        // Now and then, when quiet: under steady load freed memory is reused,
+                        // and what a burst leaves is freed by threads ending over a while.
+                        let quiet_ms = now_millis()
+                            .saturating_sub(app.last_activity.load(Ordering::Relaxed));
+                        if ticks.is_multiple_of(limits::RELEASE_EVERY_TICKS)
+                            && quiet_ms >= limits::QUIET_BEFORE_RELEASE_MS
+                        {
+                            memory::release_free();
                         }
                     }
                 }

@@ -242,7 +242,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
         if pump_stream(app, &mut sse, &rx, true) {
             let _ = sse.finish(); // the client may be gone; nothing to report.
         }
-        mux.detach(session, number, &tx);
+        mux.detach(session, number, tx.key());
     } else {
         json_reply(app, rq, &rx, &headers);
     }
@@ -286,7 +286,9 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
     };
     let last_event = request_header(&rq, "Last-Event-ID").and_then(EventId::parse);
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
-    let number = match mux.attach_get(session, tx.clone(), last_event) {
+    // Only the session holds the sender: when it ends, the stream sees it at once.
+    let key = tx.key();
+    let number = match mux.attach_get(session, tx, last_event) {
         Ok(number) => number,
         Err(refused) => return refuse(rq, &refused, extra),
     };
@@ -295,7 +297,7 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
     if pump_stream(app, &mut sse, &rx, true) {
         let _ = sse.finish(); // the client may be gone; nothing to report.
     }
-    mux.detach(session, number, &tx);
+    mux.detach(session, number, key);
     debug!("session {session}: GET on stream {number} closed");
 }
 

@@ -804,3 +804,23 @@ fn the_get_stream_resumes_after_a_drop() {
         "notifications/prompts/list_changed"
     );
 }
+
+#[test]
+fn deleting_a_session_ends_its_get_stream_at_once() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let c = McpClient::connect(&url, json!({}));
+    let sid = c.session.clone().unwrap();
+    let mut get = SseClient::get(&url, &[("Mcp-Session-Id", &sid)]);
+    assert_eq!(
+        request("DELETE", &url, &[("Mcp-Session-Id", &sid)], "").status,
+        200
+    );
+    // Well inside the 15 s keep-alive: the stream ends because its session did, not because
+    // a write failed. A stream left open would time out here (read error, a panic).
+    let mut events = 0; // a priming event may come first
+    while get.next_event(Duration::from_secs(5)).is_some() {
+        events += 1;
+        assert!(events < 3, "the stream goes on after DELETE");
+    }
+}
