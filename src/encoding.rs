@@ -60,6 +60,12 @@ pub fn base64_decode(input: &str) -> Option<Vec<u8>> {
         for (i, &c) in chunk.iter().enumerate() {
             n |= value(c)? << (18 - 6 * i);
         }
+        // A short last group's unused low bits must be zero (RFC 4648 3.5): otherwise two
+        // texts would decode to the same bytes. Found by `scripts/fuzz` (base64_decode).
+        let kept_bytes = chunk.len() - 1;
+        if kept_bytes < 3 && n & ((1 << (24 - 8 * kept_bytes)) - 1) != 0 {
+            return None;
+        }
         let bytes = n.to_be_bytes();
         out.extend_from_slice(&bytes[1..chunk.len()]);
     }
@@ -126,6 +132,12 @@ mod tests {
         assert_eq!(base64_decode("Zm9v!"), None);
         assert_eq!(base64_decode("Z"), None);
         assert_eq!(base64_decode("Zg==="), None);
+        // Non-zero unused bits in the last group (found by scripts/fuzz).
+        assert_eq!(base64_decode("9gYmvZ=="), None);
+        assert_eq!(base64_decode("Zh=="), None);
+        assert_eq!(base64_decode("Zm9="), None);
+        assert_eq!(base64_decode("Zm8=").unwrap(), b"fo");
+        assert_eq!(base64_decode("9gYmvQ==").unwrap(), [0xf6, 0x06, 0x26, 0xbd]);
     }
 
     #[test]

@@ -83,7 +83,12 @@ where
 impl<'a> Envelope<'a> {
     /// Parses the envelope of one message.
     pub fn parse(text: &'a str) -> Result<Envelope<'a>, Invalid> {
-        let first = text.trim_start().as_bytes().first().copied();
+        // JSON's whitespace only: what Unicode also calls whitespace makes the text not JSON.
+        let first = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .as_bytes()
+            .first()
+            .copied();
         match first {
             Some(b'{') => {}
             Some(b'[') => return Err(Invalid::Batch),
@@ -133,15 +138,18 @@ impl<'a> Envelope<'a> {
         #[derive(Deserialize)]
         struct Params<'b> {
             #[serde(rename = "_meta", borrow)]
-            meta: Option<Meta<'b>>,
+            meta: Option<&'b RawValue>,
         }
         #[derive(Deserialize)]
         struct Meta<'b> {
             #[serde(rename = "progressToken", borrow)]
             token: Option<&'b RawValue>,
         }
-        let params: Params<'a> = serde_json::from_str(self.params?.get()).ok()?;
-        params.meta?.token
+        // Objects only: serde also reads a struct from an array, by position.
+        let object = |raw: &'a RawValue| Some(raw.get()).filter(|text| text.starts_with('{'));
+        let params: Params<'a> = serde_json::from_str(object(self.params?)?).ok()?;
+        let meta: Meta<'a> = serde_json::from_str(object(params.meta?)?).ok()?;
+        meta.token
     }
 
     /// A raw member of the params object (`requestId`, `progressToken`, `uri`, `level`, ...).
@@ -266,6 +274,21 @@ mod tests {
         ));
     }
 
+    /// Found by `scripts/fuzz` (target envelope): a vertical tab (or a no-break space) before
+    /// `[` is not JSON whitespace, so the text is not JSON: a parse error, not a batch.
+    #[test]
+    fn non_json_whitespace_before_a_bracket_is_a_parse_error() {
+        assert!(matches!(
+            Envelope::parse("\u{b}[[f"),
+            Err(Invalid::Parse(_))
+        ));
+        assert!(matches!(
+            Envelope::parse("\u{a0}[1]"),
+            Err(Invalid::Parse(_))
+        ));
+        assert_eq!(Envelope::parse(" \r\n\t[1]").unwrap_err(), Invalid::Batch);
+    }
+
     #[test]
     fn id_is_replaced_byte_exactly() {
         let text = r#"{"jsonrpc":"2.0", "id" : "abc\"d" ,"method":"tools/call","params":{"id":5}}"#;
@@ -301,6 +324,24 @@ mod tests {
         assert!(env.param("missing").is_none());
         let no_meta = Envelope::parse(r#"{"id":1,"method":"x","params":[1]}"#).unwrap();
         assert!(no_meta.progress_token().is_none());
+    }
+
+    /// Found by the `envelope` fuzz target's check (on a written input): serde reads a struct
+    /// from an array too, so `[{"progressToken":…}]` or `"_meta":[…]` gave a progress token,
+    /// which the mux would have rewritten.
+    #[test]
+    fn progress_token_is_only_in_objects() {
+        for text in [
+            r#"{"id":1,"method":"x","params":[{"progressToken":"tok"}]}"#,
+            r#"{"id":1,"method":"x","params":{"_meta":["tok"]}}"#,
+            r#"{"id":1,"method":"x","params":[["tok"]]}"#,
+        ] {
+            let env = Envelope::parse(text).unwrap();
+            assert!(env.progress_token().is_none(), "{text}");
+        }
+        let env =
+            Envelope::parse(r#"{"id":1,"method":"x","params":{"_meta":{"progressToken":"tok"}}}"#);
+        assert_eq!(env.unwrap().progress_token().unwrap().get(), r#""tok""#);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::io::{self, Read};
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// The `event` field; `message` when absent.
+    /// The `event` field; `message` when absent or empty.
     pub event: String,
     pub data: String,
     /// The last event id at dispatch time (ids persist across events, per the spec).
@@ -78,6 +78,9 @@ impl Parser {
 
     /// Parses `chunk`, appending each completed event to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Event>) -> Result<(), TooLarge> {
+        if chunk.is_empty() {
+            return Ok(()); // keeps `after_cr`: the LF may still come
+        }
         let mut rest = chunk;
         if self.after_cr && rest.first() == Some(&b'\n') {
             rest = &rest[1..];
@@ -154,7 +157,7 @@ impl Parser {
     }
 
     fn dispatch(&mut self, out: &mut Vec<Event>) {
-        let event = self.event.take();
+        let event = self.event.take().filter(|e| !e.is_empty());
         if !std::mem::take(&mut self.has_data) {
             self.data.clear();
             return;
@@ -288,6 +291,28 @@ retry: x\nfoo: bar\ndata: last\n\ndata: unterminated";
         p.feed(b"\n\r", &mut out).unwrap();
         p.feed(b"\ndata: b\n\n", &mut out).unwrap();
         assert_eq!(out, [ev("message", "a", None), ev("message", "b", None)]);
+    }
+
+    /// Found by `scripts/fuzz` (target sse_parse): an empty chunk between the CR and the LF of
+    /// one CRLF forgot the CR, so the LF ended a second, blank line and dispatched the event.
+    #[test]
+    fn empty_chunk_inside_crlf_is_no_line_end() {
+        let mut p = Parser::new(100);
+        let mut out = Vec::new();
+        for chunk in [&b"data\r"[..], b"", b"\n"] {
+            p.feed(chunk, &mut out).unwrap();
+        }
+        assert_eq!(out, []);
+    }
+
+    /// Found by `scripts/fuzz` (target sse_parse): `event:` with an empty value dispatched an
+    /// event named "" (which callers skip) instead of `message`, as the WHATWG text says.
+    #[test]
+    fn empty_event_field_means_message() {
+        let (events, _, _) = parse_all(b"event\ndata\r\r", 100);
+        assert_eq!(events, [ev("message", "", None)]);
+        let (events, _, _) = parse_all(b"event:\ndata: x\n\n", 100);
+        assert_eq!(events, [ev("message", "x", None)]);
     }
 
     #[test]
