@@ -12,6 +12,7 @@
 mod auth;
 mod backend;
 mod guard;
+mod hangup;
 mod modern;
 mod respond;
 mod sse;
@@ -49,6 +50,8 @@ pub struct App {
     guard: Guard,
     auth: Auth,
     limits: ServerLimits,
+    /// Tells idle SSE streams that their client hung up (`None`: they notice at a write).
+    hangups: Option<Arc<hangup::Watcher>>,
     /// Legacy SSE streams open, over all servers (`/status`).
     active_sse: AtomicUsize,
     /// Milliseconds since the epoch of the last `/sse` connect or `/mcp` request.
@@ -97,6 +100,7 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
         keepalive: settings.sse_keepalive,
         auth: Auth::new(settings.auth_token),
         limits,
+        hangups: hangup::Watcher::start(),
         active_sse: AtomicUsize::new(0),
         last_activity: AtomicU64::new(now_millis()),
         shutdown: shutdown.clone(),

@@ -98,6 +98,8 @@ pub struct SseStream {
     chunked: bool,
     /// Encoded, not yet written.
     pending: Vec<u8>,
+    /// The connection's socket, to watch for the client hanging up (`hangup`).
+    socket_fd: Option<i32>,
 }
 
 /// Queued bytes beyond which a queued event is sent anyway.
@@ -132,11 +134,18 @@ impl SseStream {
         head.push_str("\r\n");
         let mut pending = Vec::with_capacity(1024);
         pending.extend_from_slice(head.as_bytes());
+        let socket_fd = rq.socket_fd();
         SseStream {
             out: rq.into_writer(),
             chunked,
             pending,
+            socket_fd,
         }
+    }
+
+    /// The connection's socket (open while this stream lives), if plain TCP or Unix.
+    pub fn socket_fd(&self) -> Option<i32> {
+        self.socket_fd
     }
 
     /// Queues a message to go out with the next write; sends at once past `MAX_PENDING`.

@@ -316,6 +316,15 @@ pub(super) fn pump_stream(
     rx: &Receiver<Outbound>,
     until_last: bool,
 ) -> bool {
+    let hangup = app
+        .hangups
+        .as_ref()
+        .zip(sse.socket_fd())
+        .and_then(|(watcher, fd)| watcher.watch(fd));
+    let hung_up = hangup
+        .as_ref()
+        .map_or_else(crossbeam_channel::never, |h| h.signal.clone());
+    let mut probed = false;
     loop {
         if rx.is_empty()
             && let Err(e) = sse.send_pending()
@@ -324,6 +333,18 @@ pub(super) fn pump_stream(
             return false;
         }
         select! {
+            recv(hung_up) -> _ => {
+                // First the FIN: a probe tells a closed peer (it resets) from a half-closed
+                // one (it reads on); then the reset itself.
+                if probed || sse.comment("").is_err() {
+                    debug!("client hung up on a stream");
+                    return false;
+                }
+                probed = true;
+                if let Some(h) = &hangup {
+                    h.expect_reset();
+                }
+            },
             recv(rx) -> message => {
                 let Ok(message) = message else { return true };
                 let id = message.id.map(|id| id.to_string());

@@ -211,3 +211,45 @@ fn a_burst_of_streams_does_not_starve_other_requests() {
         }
     }
 }
+
+#[test]
+fn a_client_that_hangs_up_is_noticed_long_before_the_keepalive() {
+    // Keep-alive every 60 s: only the hang-up watch can end the session within the deadline.
+    let p = Proxy::start(&["--sse-keepalive", "60", "--port", "0", "--", FIXTURE]);
+    let s = Legacy::open(&p.base, "/sse");
+    let started = Instant::now();
+    s.stream.close();
+    wait_until(Duration::from_secs(10), "the stream to end", || {
+        request("GET", &p.url("/status"), &[], "").json()["active_sse_connections"] == 0
+    });
+    eprintln!("hang-up noticed after {:?}", started.elapsed());
+}
+
+#[test]
+fn a_client_that_only_half_closes_still_gets_its_events() {
+    use std::io::{Read, Write};
+    let p = Proxy::start(&["--sse-keepalive", "60", "--port", "0", "--", FIXTURE]);
+    let addr = p.base.trim_start_matches("http://").to_string();
+    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        socket,
+        "GET /sse HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    // Done sending: the FIN must not end a stream the client still reads.
+    socket.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("event: endpoint") {
+        let n = socket.read(&mut buf).expect("the stream stays readable");
+        assert!(n > 0, "stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = request("GET", &p.url("/status"), &[], "").json();
+    assert_eq!(status["active_sse_connections"], 1, "{seen}");
+}

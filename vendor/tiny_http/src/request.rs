@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // mcp-proxy patch: the connection's socket (its write half), if plain TCP or Unix
+    socket_fd: Option<i32>,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,10 +241,22 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        socket_fd: None,
     })
 }
 
 impl Request {
+    /// mcp-proxy patch: the file descriptor of the connection's socket (not TLS), for
+    /// watching it (say, for the peer hanging up) while a long response is written. It stays
+    /// open while this request or its `into_writer()` writer lives; do not close it.
+    pub fn socket_fd(&self) -> Option<i32> {
+        self.socket_fd
+    }
+
+    pub(crate) fn set_socket_fd(&mut self, fd: Option<i32>) {
+        self.socket_fd = fd;
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {

@@ -121,6 +121,22 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// mcp-proxy patch: the socket's file descriptor, for plain (not TLS) connections.
+    pub(crate) fn raw_fd(&self) -> Option<i32> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            match &self.stream {
+                Stream::Http(Connection::Tcp(s)) => return Some(s.as_raw_fd()),
+                Stream::Http(Connection::Unix(s)) => return Some(s.as_raw_fd()),
+                #[allow(unreachable_patterns)]
+                _ => return None,
+            }
+        }
+        #[allow(unreachable_code)]
+        None
+    }
 }
 
 impl Drop for RefinedTcpStream {
