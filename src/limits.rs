@@ -66,6 +66,10 @@ pub const RESUME_GRACE: Duration = Duration::from_secs(60);
 /// (`--sse-keepalive`).
 pub const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// An SSE stream still open after this long is watched for its client hanging up
+/// (`server::hangup`); shorter ones (most POST replies) are spared the two system calls.
+pub const WATCH_STREAM_AFTER: Duration = Duration::from_millis(100);
+
 /// The `retry:` of a priming event: how long a client waits before resuming a dropped stream.
 pub const SSE_RETRY_MS: u64 = 1000;
 

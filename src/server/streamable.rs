@@ -6,10 +6,13 @@
 //! - GET opens the session's stream for unrelated messages (one at a time: 409);
 //!   DELETE ends the session. `--stateless`: no sessions; GET and DELETE get 405.
 
+use std::time::Instant;
+
 use crossbeam_channel::{Receiver, select};
 use log::debug;
 use tiny_http::{Method, Request};
 
+use super::hangup::Hangup;
 use super::respond::{self, BodyError, Extra, SseStream, header, request_header};
 use super::{App, modern, ready, refuse, status_of};
 use crate::jsonrpc::{self, Envelope, Kind, error as rpc};
@@ -316,15 +319,13 @@ pub(super) fn pump_stream(
     rx: &Receiver<Outbound>,
     until_last: bool,
 ) -> bool {
-    let hangup = app
-        .hangups
-        .as_ref()
-        .zip(sse.socket_fd())
-        .and_then(|(watcher, fd)| watcher.watch(fd));
-    let hung_up = hangup
-        .as_ref()
-        .map_or_else(crossbeam_channel::never, |h| h.signal.clone());
+    // Watching for a hang-up costs two system calls: a stream that ends soon (most POST
+    // replies) goes without; one still open after `WATCH_STREAM_AFTER` is watched.
+    let mut unwatched = app.hangups.as_ref().zip(sse.socket_fd());
+    let mut hangup: Option<Hangup> = None;
+    let mut hung_up = crossbeam_channel::never();
     let mut probed = false;
+    let mut idle_since = Instant::now();
     loop {
         if rx.is_empty()
             && let Err(e) = sse.send_pending()
@@ -332,6 +333,11 @@ pub(super) fn pump_stream(
             debug!("client left a stream: {e}");
             return false;
         }
+        let until_ping = app.keepalive.saturating_sub(idle_since.elapsed());
+        let wait = match unwatched {
+            Some(_) => until_ping.min(limits::WATCH_STREAM_AFTER),
+            None => until_ping,
+        };
         select! {
             recv(hung_up) -> _ => {
                 // First the FIN: a probe tells a closed peer (it resets) from a half-closed
@@ -364,12 +370,22 @@ pub(super) fn pump_stream(
                 if until_last && message.last {
                     return true;
                 }
+                idle_since = Instant::now();
             },
             recv(app.shutdown.receiver()) -> _ => return true,
-            default(app.keepalive) => {
-                if let Err(e) = sse.comment("ping") {
-                    debug!("client left a stream: {e}");
-                    return false;
+            default(wait) => {
+                if let Some((watcher, fd)) = unwatched.take() {
+                    hangup = watcher.watch(fd);
+                    if let Some(h) = &hangup {
+                        hung_up = h.signal.clone();
+                    }
+                }
+                if idle_since.elapsed() >= app.keepalive {
+                    if let Err(e) = sse.comment("ping") {
+                        debug!("client left a stream: {e}");
+                        return false;
+                    }
+                    idle_since = Instant::now();
                 }
             }
         }
