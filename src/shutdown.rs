@@ -87,12 +87,14 @@ pub fn watch_signals(
                 if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                     continue;
                 }
+                // Act before logging: a log line to a closed stderr panics this thread.
                 if shutdown.is_set() {
-                    log::warn!("second signal {sig}: exiting now");
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stderr(), "second signal {sig}: exiting now");
                     force(sig);
                 } else {
-                    log::info!("signal {sig}: shutting down (send it again to force)");
                     shutdown.trigger();
+                    log::info!("signal {sig}: shutting down (send it again to force)");
                 }
             }
         })?;

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use tiny_http::{Method, Request};
 
 use crate::config::{ServerLimits, ServerSettings};
@@ -86,6 +86,7 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
         .into_iter()
         .map(|spec| Backend::new(spec, options, limits.max_tenants))
         .collect();
+    raise_open_files_limit();
     let (listener, addr) = bind(&settings.host, settings.port, limits.http_timeout)?;
     let app = Arc::new(App {
         guard: Guard::new(
@@ -172,6 +173,28 @@ fn start_reaper(app: &Arc<App>) -> Result<thread::JoinHandle<()>, Error> {
             }
         })
         .map_err(|e| Error::io("starting a thread", e))
+}
+
+/// Raises the soft limit on open files to the hard one. Each connection costs two
+/// descriptors (tiny_http splits it into halves), so the usual soft limit of 1024 would refuse
+/// clients at about 500 open SSE streams, when the hard limit is often far higher.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let soft = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            debug!("open files limit raised from {soft} to {}", limit.rlim_max);
+        }
+    }
 }
 
 /// Binds the listener ourselves to set options that accepted sockets inherit on Linux:

@@ -100,6 +100,8 @@ pub struct SseStream {
     pending: Vec<u8>,
     /// The connection's socket, to watch for the client hanging up (`hangup`).
     socket_fd: Option<i32>,
+    /// The body was ended in order.
+    finished: bool,
 }
 
 /// Queued bytes beyond which a queued event is sent anyway.
@@ -140,6 +142,7 @@ impl SseStream {
             chunked,
             pending,
             socket_fd,
+            finished: false,
         }
     }
 
@@ -210,14 +213,39 @@ impl SseStream {
         Ok(())
     }
 
-    /// Ends the body (the connection stays usable for the next request).
+    /// Ends the body. A chunked one leaves the connection usable for the next request; a
+    /// close-delimited one (HTTP/1.0) ends only when we close our side, which tiny_http would
+    /// not do while the client asks for keep-alive.
     pub fn finish(mut self) -> io::Result<()> {
         if self.chunked {
             self.pending.extend_from_slice(b"0\r\n\r\n");
         }
-        if self.pending.is_empty() {
-            return self.out.flush();
+        let sent = if self.pending.is_empty() {
+            self.out.flush()
+        } else {
+            self.send_pending()
+        };
+        if !self.chunked {
+            self.shut_down(libc::SHUT_WR);
         }
-        self.send_pending()
+        self.finished = true;
+        sent
+    }
+
+    fn shut_down(&self, how: i32) {
+        if let Some(fd) = self.socket_fd {
+            // SAFETY: the socket is open while this stream lives; shutdown does not close it.
+            unsafe { libc::shutdown(fd, how) };
+        }
+    }
+}
+
+/// A stream dropped before `finish` ended its body short: the connection cannot carry another
+/// response, so it is shut down and its thread freed at once (not after a read timeout).
+impl Drop for SseStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shut_down(libc::SHUT_RDWR);
+        }
     }
 }

@@ -67,6 +67,7 @@ fn session_param(query: &str) -> Option<&str> {
 }
 
 pub fn post(app: &App, mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
+    app.touch();
     let Some(raw) = session_param(query) else {
         return respond::text(rq, 400, "session_id is required", extra);
     };

@@ -222,14 +222,16 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     // `initialize` is answered from the cache at once: plain JSON is enough.
     let stream = accept.sse && !is_initialize;
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
+    // Only the session holds the sender: when it ends, the reply stream sees it at once.
+    let key = tx.key();
     let reply = if stream {
-        match mux.open_reply_stream(session, tx.clone()) {
+        match mux.open_reply_stream(session, tx) {
             Ok(reply) => reply,
             Err(refused) => return refuse(rq, &refused, &headers),
         }
     } else {
         Reply::Direct {
-            tx: tx.clone(),
+            tx,
             carries_related: false,
         }
     };
@@ -245,7 +247,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
         if pump_stream(app, &mut sse, &rx, true) {
             let _ = sse.finish(); // the client may be gone; nothing to report.
         }
-        mux.detach(session, number, tx.key());
+        mux.detach(session, number, key);
     } else {
         json_reply(app, rq, &rx, &headers);
     }
@@ -307,8 +309,8 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
 /// Writes a stream's events as they come, with their ids, a keep-alive comment when idle.
 /// With `until_last`, the stream ends after its last event (a POST's response); the legacy
 /// stream carries every response and ends only when its session does. Returns true when the
-/// stream ended in order (the caller then ends the body), false when the client left or the
-/// sender went away.
+/// stream ended in order or its session did (the caller then ends the body), false when the
+/// client left.
 ///
 /// Nothing waits in our buffer while we wait: what is queued (a deferred head, a burst of
 /// events) is written before blocking. An event with more right behind it, or a POST's last

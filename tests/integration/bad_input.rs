@@ -560,3 +560,36 @@ fn malformed_sse_from_a_legacy_sse_remote_is_skipped_and_lost_answers_become_err
     assert_error(&seen.response(&client, 7), "shutting down");
     assert_eq!(client.wait_exit(DEADLINE), Some(0));
 }
+
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_the_listener() {
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    assert_eq!(request("GET", &p.url("/health"), &[], "").status, 200);
+    // Soft and hard limit of 40 open files; about 10 are open already.
+    let limit = libc::rlimit {
+        rlim_cur: 40,
+        rlim_max: 40,
+    };
+    // SAFETY: prlimit on another process of ours, with a valid struct and no old-limit out.
+    let set = unsafe {
+        libc::prlimit(
+            p.pid() as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let addr = p.base.trim_start_matches("http://").to_string();
+    // Each accepted connection costs two descriptors: these run the proxy out of them.
+    let idle: Vec<_> = (0..40)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(idle);
+    wait_until(DEADLINE, "the proxy to serve again", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+            && request("GET", &p.url("/health"), &[], "").status == 200
+    });
+    p.wait_for_log("Too many open files");
+}

@@ -824,3 +824,56 @@ fn deleting_a_session_ends_its_get_stream_at_once() {
         assert!(events < 3, "the stream goes on after DELETE");
     }
 }
+
+#[test]
+fn deleting_a_session_ends_its_post_streams() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let c = McpClient::connect(&url, json!({}));
+    let sid = c.session.clone().unwrap();
+    let mut s = c.open_stream(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+        "params":{"name":"sleep","arguments":{"ms":60000}}}));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        request("DELETE", &url, &[("Mcp-Session-Id", &sid)], "").status,
+        200
+    );
+    let mut events = 0; // a priming event may come first
+    while s.next_event(Duration::from_secs(5)).is_some() {
+        events += 1;
+        assert!(events < 3, "the stream goes on after DELETE");
+    }
+}
+
+#[test]
+fn an_http_1_0_sse_reply_ends_even_when_the_client_asks_for_keep_alive() {
+    use std::io::{Read, Write};
+    let p = proxy();
+    let url = p.url("/mcp");
+    let c = McpClient::connect(&url, json!({}));
+    let sid = c.session.clone().unwrap();
+    let addr = p.base.trim_start_matches("http://").to_string();
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string();
+    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        socket,
+        "POST /mcp HTTP/1.0\r\nHost: {addr}\r\nConnection: keep-alive\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Mcp-Session-Id: {sid}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // A close-delimited body: the read must end (not time out) once the response is in.
+    let mut all = Vec::new();
+    socket
+        .read_to_end(&mut all)
+        .expect("the body ends with the connection");
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.contains("text/event-stream") && text.contains("\"tools\""),
+        "{text}"
+    );
+}

@@ -322,7 +322,14 @@ impl Server {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            None => match RefinedTcpStream::new(sock) {
+                                Ok(halves) => halves,
+                                // mcp-proxy patch: out of descriptors, drop this one connection.
+                                Err(e) => {
+                                    log::error!("dropped a new connection: {}", e);
+                                    continue;
+                                }
+                            },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
@@ -332,7 +339,10 @@ impl Server {
                                     Err(_) => continue,
                                 };
 
-                                RefinedTcpStream::new(sock)
+                                match RefinedTcpStream::new(sock) {
+                                    Ok(halves) => halves,
+                                    Err(_) => continue,
+                                }
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
@@ -370,10 +380,11 @@ impl Server {
                         }));
                     }
 
+                    // mcp-proxy patch: upstream stopped accepting for good at the first
+                    // error (say, out of file descriptors for a moment); wait and go on.
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(std::time::Duration::from_millis(100));
                     }
                 }
             }
