@@ -564,7 +564,9 @@ fn malformed_sse_from_a_legacy_sse_remote_is_skipped_and_lost_answers_become_err
 #[test]
 fn running_out_of_file_descriptors_does_not_stop_the_listener() {
     let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
-    assert_eq!(request("GET", &p.url("/health"), &[], "").status, 200);
+    wait_until(DEADLINE, "the child to be running", || {
+        request("GET", &p.url("/health"), &[], "").status == 200
+    });
     // Soft and hard limit of 40 open files; about 10 are open already.
     let limit = libc::rlimit {
         rlim_cur: 40,
