@@ -191,6 +191,35 @@ pub struct MuxOptions {
 impl State {
     /// Delivers to a request's reply: a connection, or a resumable stream of the session
     /// (which buffers it for a resume). False when nowhere would take it.
+    /// Whether the child speaks 2026-07-28.
+    fn child_is_modern(&self) -> bool {
+        self.init.as_ref().is_some_and(|i| i.modern)
+    }
+
+    /// Records that `session` holds `uri`. True when it is the first holder of all sessions:
+    /// the child must subscribe. (The child sees one subscription per URI, whoever asks.)
+    fn add_subscriber(&mut self, session: SessionId, uri: &str) -> Result<bool, Refused> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(Refused::UnknownSession)?;
+        if !s.subscriptions.insert(uri.to_string()) {
+            return Ok(false); // this session already holds it
+        }
+        let count = self.subscriptions.entry(uri.to_string()).or_insert(0);
+        *count += 1;
+        Ok(*count == 1)
+    }
+
+    /// Drops `session`'s hold on `uri`: `Some(true)` when it was the last holder (the child
+    /// must unsubscribe), `Some(false)` when others hold it, `None` when it held nothing.
+    fn remove_subscriber(&mut self, session: SessionId, uri: &str) -> Option<bool> {
+        let s = self.sessions.get_mut(&session)?;
+        s.subscriptions
+            .remove(uri)
+            .then(|| release_subscription(&mut self.subscriptions, uri))
+    }
+
     fn deliver_reply(&mut self, session: SessionId, reply: &Reply, message: Outbound) -> bool {
         match reply {
             Reply::Direct { tx, .. } => matches!(tx.offer(message), Offer::Sent),
@@ -420,7 +449,7 @@ impl Mux {
                     "the client session that received this request has closed",
                 ));
             }
-            let modern_child = state.init.as_ref().is_some_and(|i| i.modern);
+            let modern_child = state.child_is_modern();
             for uri in &session.subscriptions {
                 if !release_subscription(&mut state.subscriptions, uri) {
                     continue; // another session still holds it

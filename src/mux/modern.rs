@@ -221,16 +221,8 @@ impl Mux {
                 acknowledged.insert("resourceSubscriptions".into(), uris.clone().into());
             }
             for uri in &uris {
-                let s = state
-                    .sessions
-                    .get_mut(&session)
-                    .ok_or(Refused::UnknownSession)?;
-                if s.subscriptions.insert(uri.clone()) {
-                    let count = state.subscriptions.entry(uri.clone()).or_insert(0);
-                    *count += 1;
-                    if *count == 1 {
-                        subscribe.push(uri.clone());
-                    }
+                if state.add_subscriber(session, uri)? {
+                    subscribe.push(uri.clone());
                 }
             }
             let s = state

@@ -12,8 +12,7 @@ use serde_json::Value;
 use super::session::{self, ClientCaps, Reply, SessionId};
 use super::stream::Outbound;
 use super::{
-    ClientRequest, Mux, Pending, Refused, State, canonical_id, release_subscription,
-    send_with_timeout, truncate,
+    ClientRequest, Mux, Pending, Refused, State, canonical_id, send_with_timeout, truncate,
 };
 use super::{modern, modern_child};
 use crate::jsonrpc::envelope::{self, Envelope, param_of, span_of, splice};
@@ -31,15 +30,20 @@ impl Mux {
         env: &Envelope<'_>,
         reply: Option<Reply>,
     ) -> Result<(), Refused> {
-        if let Some(s) = self.lock().sessions.get_mut(&session) {
-            s.last_used = Instant::now();
-        }
+        // One look at the state for both: every message takes the lock again to be routed.
+        let child_modern = {
+            let mut state = self.lock();
+            if let Some(s) = state.sessions.get_mut(&session) {
+                s.last_used = Instant::now();
+            }
+            state.child_is_modern()
+        };
         match env.kind {
             Kind::Request => {
                 let reply = reply.expect("a request comes with a reply");
-                self.client_request(session, text, env, reply)
+                self.client_request(session, text, env, reply, child_modern)
             }
-            Kind::Notification => self.client_notification(session, text, env),
+            Kind::Notification => self.client_notification(session, text, env, child_modern),
             Kind::Response => self.client_response(session, text, env),
         }
     }
@@ -50,9 +54,10 @@ impl Mux {
         text: &str,
         env: &Envelope<'_>,
         reply: Reply,
+        child_modern: bool,
     ) -> Result<(), Refused> {
         let id = env.id.expect("requests have ids").get();
-        if self.child_is_modern() {
+        if child_modern {
             // Methods of the session era that a 2026-07-28 child does not have.
             match env.method() {
                 "ping" => {
@@ -108,7 +113,7 @@ impl Mux {
         let to_child = {
             let mut state = self.lock();
             let to_child = self.running_sender(&state)?;
-            let modern_child = state.init.as_ref().is_some_and(|i| i.modern);
+            let modern_child = state.child_is_modern();
             let s = state
                 .sessions
                 .get_mut(&session)
@@ -238,7 +243,7 @@ impl Mux {
                 .filter(|s| !s.modern)
                 .filter_map(|s| s.log_level)
                 .min();
-            let modern_child = state.init.as_ref().is_some_and(|i| i.modern);
+            let modern_child = state.child_is_modern();
             if most_verbose != state.child_log_level && !modern_child {
                 state.child_log_level = most_verbose;
                 let proxy_id = self.next_id();
@@ -272,20 +277,7 @@ impl Mux {
         reply: Reply,
         uri: String,
     ) -> Result<(), Refused> {
-        let forward = {
-            let mut state = self.lock();
-            let s = state
-                .sessions
-                .get_mut(&session)
-                .ok_or(Refused::UnknownSession)?;
-            if !s.subscriptions.insert(uri.clone()) {
-                false // this session already holds it
-            } else {
-                let count = state.subscriptions.entry(uri.clone()).or_insert(0);
-                *count += 1;
-                *count == 1
-            }
-        };
+        let forward = self.lock().add_subscriber(session, &uri)?;
         let subscribing = Some(uri);
         self.forward_or_acknowledge(forward, session, text, env, reply, subscribing)
     }
@@ -300,16 +292,13 @@ impl Mux {
     ) -> Result<(), Refused> {
         let forward = {
             let mut state = self.lock();
-            let s = state
-                .sessions
-                .get_mut(&session)
-                .ok_or(Refused::UnknownSession)?;
-            if s.subscriptions.remove(&uri) {
-                release_subscription(&mut state.subscriptions, &uri)
-            } else {
-                // Not ours: tell the child only if nobody else holds the URI either.
-                !state.subscriptions.contains_key(&uri)
+            if !state.sessions.contains_key(&session) {
+                return Err(Refused::UnknownSession);
             }
+            // Not held by this session: tell the child only if nobody else holds it either.
+            state
+                .remove_subscriber(session, &uri)
+                .unwrap_or_else(|| !state.subscriptions.contains_key(&uri))
         };
         self.forward_or_acknowledge(forward, session, text, env, reply, None)
     }
@@ -338,6 +327,7 @@ impl Mux {
         session: SessionId,
         text: &str,
         env: &Envelope<'_>,
+        child_modern: bool,
     ) -> Result<(), Refused> {
         match env.method() {
             // The child had its own from us at start-up.
@@ -345,7 +335,7 @@ impl Mux {
             "notifications/cancelled" => self.client_cancelled(session, text, env),
             // A 2026-07-28 child takes no other notification (roots changes, progress of our
             // requests: it sends no requests).
-            _ if self.child_is_modern() => Ok(()),
+            _ if child_modern => Ok(()),
             _ => {
                 let to_child = self.running_sender(&self.lock())?;
                 send_with_timeout(&to_child, text.to_string())
@@ -355,7 +345,7 @@ impl Mux {
 
     /// Whether the child speaks 2026-07-28.
     pub fn child_is_modern(&self) -> bool {
-        self.lock().init.as_ref().is_some_and(|i| i.modern)
+        self.lock().child_is_modern()
     }
 
     /// `resources/(un)subscribe` of a session-era client at a 2026-07-28 child: kept here,
@@ -374,22 +364,10 @@ impl Mux {
         };
         let changed = {
             let mut state = self.lock();
-            let s = state
-                .sessions
-                .get_mut(&session)
-                .ok_or(Refused::UnknownSession)?;
             if env.method() == "resources/subscribe" {
-                if s.subscriptions.insert(uri.clone()) {
-                    let count = state.subscriptions.entry(uri).or_insert(0);
-                    *count += 1;
-                    *count == 1
-                } else {
-                    false
-                }
-            } else if s.subscriptions.remove(&uri) {
-                release_subscription(&mut state.subscriptions, &uri)
+                state.add_subscriber(session, &uri)?
             } else {
-                false
+                state.remove_subscriber(session, &uri).unwrap_or(false)
             }
         };
         if changed {
@@ -501,10 +479,7 @@ impl Mux {
             if env.error.is_some()
                 && let Some(uri) = &request.subscribing
             {
-                if let Some(s) = state.sessions.get_mut(&request.session) {
-                    s.subscriptions.remove(uri);
-                }
-                release_subscription(&mut state.subscriptions, uri);
+                state.remove_subscriber(request.session, uri);
             }
         }
         match pending {

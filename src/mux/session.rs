@@ -328,32 +328,26 @@ impl Session {
 /// A log level above every real one: the session wants no log messages.
 pub const NO_LOGS: u8 = u8::MAX;
 
-/// The MCP (syslog) severity order.
+/// The MCP (syslog) severity order, least severe first: a level's rank is its index.
+const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// The rank of a level name.
 pub fn log_rank(level: &str) -> Option<u8> {
-    const LEVELS: [&str; 8] = [
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-    ];
     LEVELS.iter().position(|l| *l == level).map(|i| i as u8)
 }
 
+/// The name of a rank (past the most severe: the most severe).
 pub fn log_level_name(rank: u8) -> &'static str {
-    [
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-    ][usize::from(rank.min(7))]
+    LEVELS[usize::from(rank).min(LEVELS.len() - 1)]
 }
 
 #[cfg(test)]

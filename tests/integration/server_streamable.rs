@@ -351,7 +351,9 @@ fn cancelled_request_is_cancelled_at_the_child() {
     let v = s.next_message();
     assert_eq!(v["id"], "slow");
     assert_eq!(v["error"]["code"], -32800, "{v}");
-    // The child saw the cancel for its own id: a new call is served at once.
+    // The child saw the cancel for its own id: it drops the call (and says so on stderr).
+    p.wait_for_log("was cancelled: no response");
+    assert!(!p.stderr().contains("no running request"), "{}", p.stderr());
     let mut c2 = McpClient::connect(&p.url("/mcp"), json!({}));
     assert_eq!(c2.tool_text("echo", json!({"message": "after"})), "after");
 }
@@ -876,4 +878,26 @@ fn an_http_1_0_sse_reply_ends_even_when_the_client_asks_for_keep_alive() {
         text.contains("text/event-stream") && text.contains("\"tools\""),
         "{text}"
     );
+}
+
+#[test]
+fn the_child_sees_one_subscription_per_uri_whoever_holds_it() {
+    let p = Proxy::start(&["--log-level", "debug", "--port", "0", "--", FIXTURE]);
+    let url = p.url("/mcp");
+    let mut a = McpClient::connect(&url, json!({}));
+    let mut b = McpClient::connect(&url, json!({}));
+    let uri = json!({"uri": "example://greeting"});
+    assert!(a.call("resources/subscribe", uri.clone())["result"].is_object());
+    assert!(b.call("resources/subscribe", uri.clone())["result"].is_object());
+    // b lets go while a still holds it: the child must keep its subscription.
+    assert!(b.call("resources/unsubscribe", uri.clone())["result"].is_object());
+    // The last holder lets go: now the child hears of it.
+    assert!(a.call("resources/unsubscribe", uri)["result"].is_object());
+    // stderr is one ordered pipe: once this call's line is in, so are all before it.
+    assert_eq!(a.tool_text("echo", json!({"message": "end"})), "end");
+    p.wait_for_log("request tools/call ");
+    let log = p.stderr();
+    let forwarded = |method: &str| log.matches(&format!("request {method} ")).count();
+    assert_eq!(forwarded("resources/subscribe"), 1, "{log}");
+    assert_eq!(forwarded("resources/unsubscribe"), 1, "{log}");
 }
