@@ -844,7 +844,7 @@ impl Bridge {
     // ---- messages from the remote ------------------------------------------------------------
 
     fn on_remote_message(&mut self, text: String) {
-        let text = compact(text);
+        let text = one_line(text);
         let env = match Envelope::parse(&text) {
             Ok(env) => env,
             Err(invalid) => {
@@ -856,7 +856,7 @@ impl Bridge {
             }
         };
         if env.kind == Kind::Response {
-            let id = env.id.map(|id| id.get().to_string()).unwrap_or_default();
+            let id = env.id.map_or("", |id| id.get());
             if self
                 .probe
                 .as_ref()
@@ -872,30 +872,30 @@ impl Bridge {
                 self.apply(actions);
                 return;
             }
-            if self.hidden_init_id.as_deref() == Some(id.as_str()) {
-                self.on_hidden_initialize_result(&text, env.error.is_some());
+            if self.hidden_init_id.as_deref() == Some(id) {
+                self.on_hidden_initialize_result(&env);
                 return;
             }
             let is_local_init = self
                 .cached_initialize
                 .as_ref()
-                .is_some_and(|init| init.id.as_deref() == Some(id.as_str()));
-            if is_local_init && let Some(version) = protocol_version(&text) {
+                .is_some_and(|init| init.id.as_deref() == Some(id));
+            if is_local_init && let Some(version) = protocol_version(&env) {
                 self.session.protocol_version = Some(version);
             }
-            self.pending.remove(&id);
+            self.pending.remove(id);
         }
         self.write(text);
     }
 
-    fn on_hidden_initialize_result(&mut self, text: &str, is_error: bool) {
+    fn on_hidden_initialize_result(&mut self, env: &Envelope<'_>) {
         self.hidden_init_id = None;
-        if is_error {
+        if env.error.is_some() {
             warn!("the remote refused the replayed initialize; continuing without a session");
             self.finish_reinit();
             return;
         }
-        if let Some(version) = protocol_version(text) {
+        if let Some(version) = protocol_version(env) {
             self.session.protocol_version = Some(version);
         }
         match self.cached_initialized.clone() {
@@ -1266,7 +1266,7 @@ impl Bridge {
         if generation != self.listen_generation.load(Ordering::SeqCst) {
             return;
         }
-        let text = compact(text);
+        let text = one_line(text);
         let Ok(env) = Envelope::parse(&text) else {
             warn!("dropped an invalid message from the listen stream");
             return;
@@ -1482,25 +1482,50 @@ fn report_seq(report: &Report) -> Option<u64> {
     }
 }
 
-/// One message per line: JSON spread over several SSE data lines is re-encoded compactly.
-fn compact(text: String) -> String {
+/// One message per line: a message spread over several lines (SSE data lines, pretty-printed
+/// JSON) loses its line breaks and the indentation after them. Every other byte stays as the
+/// remote wrote it: never decoded and encoded again (a big integer, `1.50`, `\u00e9` pass).
+/// JSON allows no raw line break inside a string, so text with one is left alone (and refused
+/// as invalid); a break between two word characters (`1\n2`) becomes a space, so invalid text
+/// stays invalid.
+fn one_line(text: String) -> String {
     if !text.contains(['\n', '\r']) {
         return text;
     }
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(value) => value.to_string(),
-        Err(_) => text,
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-');
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                '\n' | '\r' => return text,
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == '\n' || c == '\r' {
+            while chars
+                .next_if(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+                .is_some()
+            {}
+            if out.ends_with(word) && chars.peek().copied().is_some_and(word) {
+                out.push(' ');
+            }
+            continue;
+        }
+        out.push(c);
     }
+    out
 }
 
-/// `result.protocolVersion` of an initialize response.
-fn protocol_version(text: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    value
-        .get("result")?
-        .get("protocolVersion")?
-        .as_str()
-        .map(str::to_string)
+/// `result.protocolVersion` of an initialize response (only that member is read).
+fn protocol_version(env: &Envelope<'_>) -> Option<String> {
+    let version = envelope::param_of(env.result?, "protocolVersion")?;
+    serde_json::from_str(version.get()).ok()
 }
 
 #[cfg(test)]
@@ -1508,28 +1533,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pretty_json_becomes_one_line() {
+    fn pretty_json_becomes_one_line_with_its_bytes_kept() {
         assert_eq!(
-            compact("{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"result\": {}\n}".into()),
-            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#
+            one_line("{\n  \"jsonrpc\": \"2.0\",\r\n  \"id\": 1,\n  \"result\": {}\n}".into()),
+            r#"{"jsonrpc": "2.0","id": 1,"result": {}}"#
+        );
+        assert_eq!(
+            one_line(
+                "{\"a\":\n 1.50,\n\"b\":\n\"\\u00e9\\\"\\n\",\"c\":123456789012345678901234567890}"
+                    .into()
+            ),
+            r#"{"a":1.50,"b":"\u00e9\"\n","c":123456789012345678901234567890}"#
         );
         let line = r#"{"id":1, "result":{}}"#.to_string();
         assert_eq!(
-            compact(line.clone()),
+            one_line(line.clone()),
             line,
             "one-line JSON passes unchanged"
         );
+        // Invalid stays invalid: a raw break in a string, two numbers apart.
+        let broken = "{\"a\":\"x\ny\"}".to_string();
+        assert_eq!(one_line(broken.clone()), broken);
+        assert_eq!(one_line("[1\n  2]".into()), "[1 2]");
     }
 
     #[test]
     fn protocol_version_of_an_initialize_result() {
+        let version = |text| protocol_version(&Envelope::parse(text).unwrap());
         assert_eq!(
-            protocol_version(
-                r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#
-            )
-            .as_deref(),
+            version(r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#)
+                .as_deref(),
             Some("2025-06-18")
         );
-        assert_eq!(protocol_version(r#"{"id":0,"error":{}}"#), None);
+        assert_eq!(version(r#"{"id":0,"error":{}}"#), None);
+        assert_eq!(version(r#"{"id":0,"result":{"protocolVersion":7}}"#), None);
     }
 }

@@ -241,14 +241,7 @@ pub fn read_body(response: Response<Body>, cap: u64) -> Result<String, String> {
 /// The body of an error response, lossily decoded, at most [`limits::REFUSAL_BODY_BYTES`];
 /// never fails (what cannot be read is left out).
 pub fn read_refusal(response: Response<Body>) -> String {
-    let mut bytes = Vec::new();
-    let reader = response.into_body().into_reader();
-    // Best effort, as in `error_snippet`.
-    let _ = std::io::Read::read_to_end(
-        &mut std::io::Read::take(reader, limits::REFUSAL_BODY_BYTES),
-        &mut bytes,
-    );
-    String::from_utf8_lossy(&bytes).into_owned()
+    read_lossy(response, limits::REFUSAL_BODY_BYTES)
 }
 
 /// The start of an error body read by [`read_refusal`], as `error_snippet` quotes it.
@@ -262,13 +255,14 @@ pub fn quote_body(text: &str) -> String {
 
 /// The start of an error body, for a log line or an error message; never fails.
 pub fn error_snippet(response: Response<Body>) -> String {
+    quote_body(&read_lossy(response, limits::ERROR_BODY_QUOTE_BYTES))
+}
+
+/// At most `cap` bytes of the body, lossily decoded. Best effort: an error body we cannot read
+/// adds nothing to the status line.
+fn read_lossy(response: Response<Body>, cap: u64) -> String {
     let mut bytes = Vec::new();
     let reader = response.into_body().into_reader();
-    // Best effort: an error body we cannot read adds nothing to the status line.
-    let _ = std::io::Read::read_to_end(
-        &mut std::io::Read::take(reader, limits::ERROR_BODY_QUOTE_BYTES),
-        &mut bytes,
-    );
-    let text = String::from_utf8_lossy(&bytes);
-    crate::logging::escape_control(text.trim()).into_owned()
+    let _ = std::io::Read::read_to_end(&mut std::io::Read::take(reader, cap), &mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -219,22 +219,30 @@ fn base_headers(method: &str) -> Vec<(String, String)> {
 }
 
 /// Every header a request needs (spec "Standard MCP Request Headers", "Custom Headers from
-/// Tool Parameters"): `params` is the request's params, `tools` the known header parameters.
-pub fn request_headers(method: &str, params: &Value, tools: &ToolHeaders) -> Vec<(String, String)> {
+/// Tool Parameters"): `env` is the request's envelope, `tools` the known header parameters.
+/// Only the members a header needs are read; the arguments only for an annotated tool.
+pub fn request_headers(
+    method: &str,
+    env: Option<&Envelope<'_>>,
+    tools: &ToolHeaders,
+) -> Vec<(String, String)> {
     let mut headers = base_headers(method);
+    let param = |name: &str| env.and_then(|env| env.param_str(name));
     let name = match method {
-        "tools/call" | "prompts/get" => params.get("name"),
-        "resources/read" => params.get("uri"),
+        "tools/call" | "prompts/get" => param("name"),
+        "resources/read" => param("uri"),
         _ => None,
     };
-    if let Some(name) = name.and_then(Value::as_str) {
+    if let Some(name) = &name {
         headers.push(("Mcp-Name".into(), header_value(name)));
     }
     if method == "tools/call"
-        && let Some(tool) = params.get("name").and_then(Value::as_str)
-        && let Some(annotated) = tools.get(tool)
+        && let Some(annotated) = name.as_ref().and_then(|tool| tools.get(tool))
     {
-        let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
+        let arguments: Value = env
+            .and_then(|env| env.param("arguments"))
+            .and_then(|a| serde_json::from_str(a.get()).ok())
+            .unwrap_or(Value::Null);
         for param in annotated {
             let value = param.path.iter().try_fold(&arguments, |v, key| v.get(key));
             let text = match value {
@@ -318,7 +326,8 @@ struct Round {
     request_state: Option<String>,
     /// Input keys still unanswered.
     waiting: usize,
-    answers: Map<String, Value>,
+    /// Input key and the client's raw `result` (JSON text, never re-encoded), in answer order.
+    answers: Vec<(String, String)>,
 }
 
 /// The state of a modern remote, for the run.
@@ -426,20 +435,17 @@ impl Modern {
     fn on_request(&mut self, message: &StdinMessage, now: Instant) -> Vec<Action> {
         let local_id = message.id.clone().unwrap_or_else(|| "null".into());
         let method = message.method.clone().unwrap_or_default();
-        let params: Value = Envelope::parse(&message.text)
-            .ok()
-            .and_then(|env| env.params)
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or(Value::Null);
+        let env = Envelope::parse(&message.text).ok();
+        let param = |name: &str| env.as_ref().and_then(|env| env.param_str(name));
         match method.as_str() {
             // A second initialize (a client starting over): the same answer.
             "initialize" => vec![self.answer(&local_id, &self.init_result.clone())],
             // Removed in 2026-07-28: the remote is there when its requests are answered.
             "ping" => vec![self.answer(&local_id, "{}")],
-            "logging/setLevel" => match params.get("level").and_then(Value::as_str) {
+            "logging/setLevel" => match param("level") {
                 Some(level) => {
                     debug!("log level {level} for later requests");
-                    self.log_level = Some(level.to_string());
+                    self.log_level = Some(level);
                     vec![self.answer(&local_id, "{}")]
                 }
                 None => vec![self.refuse(
@@ -449,14 +455,14 @@ impl Modern {
                 )],
             },
             "resources/subscribe" | "resources/unsubscribe" => {
-                self.on_subscription(&local_id, &method, &params, now)
+                self.on_subscription(&local_id, &method, param("uri"), now)
             }
             _ => {
                 let line = meta::add_to_meta(
                     &message.text,
                     &self.identity.meta_fields(self.log_level.as_deref()),
                 );
-                let headers = request_headers(&method, &params, &self.tools);
+                let headers = request_headers(&method, env.as_ref(), &self.tools);
                 let call = Call {
                     local_id: local_id.clone(),
                     method: method.clone(),
@@ -481,7 +487,7 @@ impl Modern {
         &mut self,
         local_id: &str,
         method: &str,
-        params: &Value,
+        uri: Option<String>,
         now: Instant,
     ) -> Vec<Action> {
         if self.capabilities["resources"]["subscribe"] != json!(true) {
@@ -491,7 +497,7 @@ impl Modern {
                 "Method not found: the remote server offers no resource subscriptions",
             )];
         }
-        let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+        let Some(uri) = uri else {
             return vec![self.refuse(
                 local_id,
                 error::INVALID_PARAMS,
@@ -499,9 +505,9 @@ impl Modern {
             )];
         };
         let changed = if method == "resources/subscribe" {
-            self.subscriptions.insert(uri.to_string())
+            self.subscriptions.insert(uri)
         } else {
-            self.subscriptions.remove(uri)
+            self.subscriptions.remove(&uri)
         };
         if !changed {
             return vec![self.answer(local_id, "{}")];
@@ -578,18 +584,20 @@ impl Modern {
             );
             return vec![Action::Answer { local_id, line }];
         }
-        let answer = env
-            .and_then(|e| e.result)
-            .and_then(|r| serde_json::from_str(r.get()).ok())
-            .unwrap_or(Value::Null);
-        round.answers.insert(key, answer);
+        let answer = env.and_then(|e| e.result).map_or("null", |r| r.get());
+        round.answers.push((key, answer.to_string()));
         round.waiting -= 1;
         if round.waiting > 0 {
             return Vec::new();
         }
         let round = self.rounds.remove(&round_id).expect("found above");
         let wire_id = self.take_id("retry");
-        let mut fields = format!(r#""inputResponses":{}"#, Value::Object(round.answers));
+        let answers: Vec<String> = round
+            .answers
+            .iter()
+            .map(|(key, answer)| format!("{}:{answer}", jsonrpc::quote(key)))
+            .collect();
+        let mut fields = format!(r#""inputResponses":{{{}}}"#, answers.join(","));
         if let Some(state) = &round.request_state {
             fields.push_str(&format!(r#","requestState":{state}"#));
         }
@@ -621,23 +629,26 @@ impl Modern {
 
     /// A response from the remote (on a POST's stream or as its JSON body).
     pub fn on_response(&mut self, text: &str, env: &Envelope<'_>) -> Vec<Action> {
-        let wire_id = env.id.map_or("null", |id| id.get()).to_string();
-        let Some(call) = self.calls.remove(&wire_id) else {
+        let wire_id = env.id.map_or("null", |id| id.get());
+        let Some(call) = self.calls.remove(wire_id) else {
             debug!("a response to no request of ours (id {wire_id}): passed on");
             return vec![Action::Write(text.to_string())];
         };
-        let result: Option<Value> = env.result.and_then(|r| serde_json::from_str(r.get()).ok());
-        if let Some(result) = &result
-            && result.get("resultType").and_then(Value::as_str) == Some("input_required")
+        // Only `resultType` is read to tell an InputRequiredResult; other results stay raw.
+        if let Some(result) = env.result
+            && envelope::param_of(result, "resultType")
+                .and_then(|t| serde_json::from_str::<String>(t.get()).ok())
+                .is_some_and(|t| t == "input_required")
+            && let Ok(result) = serde_json::from_str::<Value>(result.get())
         {
-            return self.ask_client(call, result, env);
+            return self.ask_client(call, &result, env);
         }
         let mut line = if wire_id == call.local_id {
             text.to_string()
         } else {
             envelope::with_id(text, env, &call.local_id)
         };
-        if call.method == "tools/list" && result.is_some() {
+        if call.method == "tools/list" && env.result.is_some() {
             line = self.remember_tools(line);
         }
         vec![Action::Answer {
@@ -689,13 +700,14 @@ impl Modern {
                 )];
             };
             let id = self.take_id("input");
-            let mut request = json!({"jsonrpc": "2.0", "id": Value::Null, "method": method});
-            if let Some(params) = input.get("params") {
-                request["params"] = params.clone();
-            }
-            let line = request
-                .to_string()
-                .replacen(r#""id":null"#, &format!(r#""id":{id}"#), 1);
+            let params = input
+                .get("params")
+                .map(|params| format!(r#","params":{params}"#))
+                .unwrap_or_default();
+            let line = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":{}{params}}}"#,
+                jsonrpc::quote(method)
+            );
             self.inputs.insert(id, (round_id, key.clone()));
             actions.push(Action::Write(line));
         }
@@ -711,7 +723,7 @@ impl Modern {
                 waiting: requests.len(),
                 call,
                 request_state,
-                answers: Map::new(),
+                answers: Vec::new(),
             },
         );
         actions
@@ -1117,9 +1129,18 @@ mod tests {
         };
         let ask: Value = serde_json::from_str(ask).unwrap();
         assert!(ask.get("params").is_none());
-        let answer = json!({"jsonrpc":"2.0","id":ask["id"],"result":{"roots":[]}});
-        let a = m.on_stdin(&stdin(&answer.to_string()), now);
-        assert!(!sent(&a).text.contains("requestState"));
+        // The client's answer reaches the remote byte for byte.
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"roots":[],"n":1.50,"s":"\u00e9"}}}}"#,
+            ask["id"]
+        );
+        let a = m.on_stdin(&stdin(&answer), now);
+        let text = &sent(&a).text;
+        assert!(!text.contains("requestState"), "{text}");
+        assert!(
+            text.contains(r#""inputResponses":{"k":{"roots":[],"n":1.50,"s":"\u00e9"}}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::http::{Req, SendError, header, media_type, quote_body, read_body, rea
 use super::{Remote, Report};
 use crate::jsonrpc::{Envelope, Kind};
 use crate::limits;
-use crate::sse::parse::EventReader;
+use crate::sse::parse::{EventReader, Parser};
 
 /// The session headers of the moment a request is made.
 #[derive(Clone, Default)]
@@ -145,16 +145,16 @@ fn read_reply_stream(
     let Some(request_id) = job.request_id.as_deref() else {
         return Ok(());
     };
-    let mut last_id = reader.parser().last_event_id().map(str::to_string);
-    let mut retry = reader.parser().retry_ms();
+    let mut resume = Resume::default();
+    resume.update(reader.parser());
     for _ in 0..limits::RESUME_ATTEMPTS {
         if let Ok(true) = ended {
             return Ok(());
         }
-        let Some(event_id) = last_id.clone() else {
+        let Some(event_id) = resume.last_event_id.clone() else {
             break;
         };
-        let delay = Duration::from_millis(retry.unwrap_or(1000));
+        let delay = Duration::from_millis(resume.retry_ms.unwrap_or(1000));
         if remote.shutdown.receiver().recv_timeout(delay).is_ok() || remote.shutdown.is_set() {
             break;
         }
@@ -180,17 +180,30 @@ fn read_reply_stream(
             limits::MAX_MESSAGE_BYTES,
         );
         ended = read_until_response(remote, &mut resumed, Some(request_id));
-        last_id = resumed
-            .parser()
-            .last_event_id()
-            .map(str::to_string)
-            .or(last_id);
-        retry = resumed.parser().retry_ms().or(retry);
+        resume.update(resumed.parser());
     }
     match ended {
         Ok(true) => Ok(()),
         Ok(false) => Err("the reply stream ended before the response".into()),
         Err(e) => Err(e),
+    }
+}
+
+/// Where a dropped stream picks up (spec E8, F7): the last event id and `retry` the server
+/// gave on any connection of it so far.
+#[derive(Default)]
+struct Resume {
+    last_event_id: Option<String>,
+    retry_ms: Option<u64>,
+}
+
+impl Resume {
+    /// Takes in what one connection of the stream gave.
+    fn update(&mut self, parser: &Parser) {
+        if let Some(id) = parser.last_event_id() {
+            self.last_event_id = Some(id.to_string());
+        }
+        self.retry_ms = parser.retry_ms().or(self.retry_ms);
     }
 }
 
@@ -240,8 +253,7 @@ pub fn open_get_stream(remote: &Arc<Remote>, session: Session, generation: Arc<A
 
 fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mine: u64) {
     let mut backoff = limits::RECONNECT_BACKOFF_START;
-    let mut last_event_id: Option<String> = None;
-    let mut retry_ms: Option<u64> = None;
+    let mut resume = Resume::default();
     // The bridge holds back its next message until the first answer (bridge.rs, order 2).
     let mut settled = false;
     let mut settle = || {
@@ -255,7 +267,7 @@ fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mi
         }
         let mut req =
             session.apply(Req::new(Method::GET, &remote.url).header("Accept", "text/event-stream"));
-        if let Some(id) = &last_event_id {
+        if let Some(id) = &resume.last_event_id {
             req = req.header("Last-Event-ID", id.clone());
         }
         let response = remote.http.send(&req);
@@ -279,12 +291,7 @@ fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mi
                     // A network error or an unusable event (too large): worth a line either way.
                     warn!("GET stream dropped: {e}");
                 }
-                last_event_id = reader
-                    .parser()
-                    .last_event_id()
-                    .map(str::to_string)
-                    .or(last_event_id);
-                retry_ms = reader.parser().retry_ms().or(retry_ms);
+                resume.update(reader.parser());
                 debug!("GET stream ended; reconnecting");
             }
             Ok(r) if r.status().is_client_error() => {
@@ -297,7 +304,7 @@ fn run_get_stream(remote: &Remote, session: &Session, generation: &AtomicU64, mi
             Ok(r) => warn!("GET stream: HTTP {}", r.status()),
             Err(e) => remote.report(Report::StreamDown(e.to_string())),
         }
-        let delay = backoff.max(Duration::from_millis(retry_ms.unwrap_or(0)));
+        let delay = backoff.max(Duration::from_millis(resume.retry_ms.unwrap_or(0)));
         if remote.shutdown.receiver().recv_timeout(delay).is_ok() || remote.shutdown.is_set() {
             return;
         }

@@ -1121,6 +1121,71 @@ fn a_server_request_on_the_get_stream_during_a_call_reaches_stdin() {
     assert_eq!(v["result"]["content"][0]["text"], "hello \"Ada\"", "{v}");
 }
 
+/// A reply spread over several SSE `data:` lines (pretty-printed JSON) comes out as one line
+/// with the remote's bytes kept: numbers, escapes and key order as the remote wrote them,
+/// never decoded and encoded again.
+#[test]
+fn a_multi_line_sse_reply_becomes_one_line_with_its_bytes_kept() {
+    let pretty = "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"result\": {\n    \"z\": 1.50,\n    \"big\": 123456789012345678901234567890,\n    \"text\": \"caf\\u00e9 \\/ line\\nbreak\"\n  }\n}";
+    let fake = FakeRemote::start(move |req| {
+        if req.method != "POST" {
+            return FakeResponse::empty(405);
+        }
+        let data: String = pretty.lines().map(|l| format!("data: {l}\n")).collect();
+        FakeResponse {
+            headers: vec![("Content-Type".into(), "text/event-stream".into())],
+            body: format!("{data}\n"),
+            ..FakeResponse::empty(200)
+        }
+    });
+    let mut client = StdioProxy::start(&["--transport", "streamablehttp", &fake.url("/mcp")]);
+    client.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}));
+    // The raw line, as the local client reads it.
+    let line = client.no_output_for(DEADLINE).expect("the reply on stdout");
+    assert_eq!(
+        line,
+        r#"{"jsonrpc": "2.0","id": 1,"result": {"z": 1.50,"big": 123456789012345678901234567890,"text": "caf\u00e9 \/ line\nbreak"}}"#
+    );
+    client.close_stdin();
+    assert_eq!(client.wait_exit(DEADLINE), Some(0));
+}
+
+/// A reply stream that ends before the response is resumed (spec E8, F7): a GET with
+/// `Last-Event-ID` of the last event seen, after the server's `retry`, and the response that
+/// comes on it reaches the client.
+#[test]
+fn a_reply_stream_cut_short_is_resumed_with_last_event_id() {
+    let sse = |body: &str| FakeResponse {
+        headers: vec![("Content-Type".into(), "text/event-stream".into())],
+        body: body.into(),
+        ..FakeResponse::empty(200)
+    };
+    let fake = FakeRemote::start(move |req| match req.method.as_str() {
+        // A priming event (an id, no data), then the stream ends without the response.
+        "POST" => sse("id: e1\nretry: 10\ndata: \n\n"),
+        "GET" if req.header("last-event-id") == Some("e1") => sse(&format!(
+            "id: e2\n{}",
+            sse_event(
+                "message",
+                r#"{"jsonrpc":"2.0","id":7,"result":{"resumed":true}}"#
+            )
+        )),
+        _ => FakeResponse::empty(405),
+    });
+    let mut client = StdioProxy::start(&["--transport", "streamablehttp", &fake.url("/mcp")]);
+    client.send(&json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}));
+    let v = client.response(&json!(7));
+    assert_eq!(v["result"]["resumed"], true, "{v}");
+    let resumed = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "GET")
+        .expect("a GET resuming the stream");
+    assert_eq!(resumed.header("accept"), Some("text/event-stream"));
+    client.close_stdin();
+    assert_eq!(client.wait_exit(DEADLINE), Some(0));
+}
+
 #[test]
 fn an_error_status_answering_the_request_reaches_the_client_and_is_not_fatal() {
     // A 2026-07-28 server refuses a first message it cannot take (here: no MCP-Protocol-Version
