@@ -60,32 +60,24 @@
 //! Also `ping`, `logging/setLevel` (filters log messages) and `completion/complete`
 //! [completion-complete] for the prompt's arguments and the template's `id`.
 
-use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, Write};
+use std::collections::HashSet;
 use std::process;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+// Reason: each fixture server uses only part of the shared module.
+#[allow(dead_code)]
+#[path = "fixture/mod.rs"]
+mod fixture;
+
+use fixture::{
+    Asked, Cancel, ClientRequests, Failure, INTERNAL_ERROR, Incoming, RpcError, RpcResult, Running,
+    Session, Stdout, error_result, lock, note, sampled_text, string_param, tool,
+};
+
 const SERVER_NAME: &str = "mcp-conformance-server";
-const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
-    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
-/// Log levels of MCP, from the least to the most severe.
-const LOG_LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
 
 /// A 1x1 red PNG.
 const RED_PIXEL_PNG: &str =
@@ -101,16 +93,6 @@ const JSON_SCHEMA_2020_12: &str = "https://json-schema.org/draft/2020-12/schema"
 
 /// The pause between the messages of the logging and progress tools.
 const STEP_INTERVAL: Duration = Duration::from_millis(50);
-const CLIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often waiting code looks whether its request was cancelled.
-const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const INVALID_PARAMS: i64 = -32602;
-const INTERNAL_ERROR: i64 = -32603;
-const RESOURCE_NOT_FOUND: i64 = -32002;
 
 /// Where a 2026-07-28 client's capabilities for one request arrive (mcp-proxy forwards the
 /// request's `_meta` to us unchanged).
@@ -129,79 +111,7 @@ fn main() {
     }
     let server: &'static Server = Box::leak(Box::new(Server::new()));
     note("ready");
-    read_stdin_until_eof(server);
-}
-
-/// Writes a diagnostic line to stderr, never failing.
-fn note(message: impl std::fmt::Display) {
-    let _ = writeln!(io::stderr(), "{SERVER_NAME}: {message}");
-}
-
-/// Locks a mutex, ignoring poisoning: a panicked thread leaves no invariant broken here.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-// ---------------------------------------------------------------------------------------
-// JSON-RPC plumbing
-// ---------------------------------------------------------------------------------------
-
-struct RpcError {
-    code: i64,
-    message: String,
-    data: Option<Value>,
-}
-
-type RpcResult = Result<Value, RpcError>;
-
-impl RpcError {
-    fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcError {
-            code,
-            message: message.into(),
-            data: None,
-        }
-    }
-
-    fn invalid_params(message: impl Into<String>) -> Self {
-        Self::new(INVALID_PARAMS, message)
-    }
-
-    fn resource_not_found(uri: &str) -> Self {
-        RpcError {
-            code: RESOURCE_NOT_FOUND,
-            message: "Resource not found".to_owned(),
-            data: Some(json!({"uri": uri})),
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(data) = &self.data {
-            error["data"] = data.clone();
-        }
-        error
-    }
-}
-
-/// Why a request of ours to the client got no result.
-enum Failure {
-    /// No answer at all (cancelled, timed out, the client went away).
-    NoAnswer(String),
-    /// The client answered with this JSON-RPC error object.
-    Error(Value),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::NoAnswer(reason) => formatter.write_str(reason),
-            Failure::Error(error) => match error.get("message").and_then(Value::as_str) {
-                Some(message) => formatter.write_str(message),
-                None => write!(formatter, "{error}"),
-            },
-        }
-    }
+    fixture::read_stdin_until_eof(|message| server.handle(message));
 }
 
 impl Failure {
@@ -223,13 +133,6 @@ impl Failure {
     }
 }
 
-/// A request of ours to the client whose answer is still to be read.
-struct Asked {
-    id: String,
-    method: String,
-    receiver: Receiver<Result<Value, Value>>,
-}
-
 /// The requests that run on their own thread.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -237,179 +140,47 @@ enum Kind {
     Prompt,
 }
 
-/// What one message read from stdin turned out to be.
-enum Incoming {
-    Request {
-        id: Value,
-        method: String,
-        params: Value,
-    },
-    Notification {
-        method: String,
-        params: Value,
-    },
-    /// The client's answer to one of our requests: its result, or its error object.
-    Response {
-        id: Value,
-        outcome: Result<Value, Value>,
-    },
-    Invalid {
-        id: Value,
-        error: RpcError,
-    },
-}
-
-fn classify(message: Value) -> Incoming {
-    let Value::Object(mut object) = message else {
-        let reason = if message.is_array() {
-            "Invalid Request: batches are not supported"
-        } else {
-            "Invalid Request: not a JSON object"
-        };
-        return Incoming::Invalid {
-            id: Value::Null,
-            error: RpcError::new(INVALID_REQUEST, reason),
-        };
-    };
-    let id = object.remove("id");
-    let params = object.remove("params").unwrap_or(Value::Null);
-    match (object.remove("method"), id) {
-        (Some(Value::String(method)), Some(id)) => Incoming::Request { id, method, params },
-        (Some(Value::String(method)), None) => Incoming::Notification { method, params },
-        (None, Some(id)) if object.contains_key("result") || object.contains_key("error") => {
-            let outcome = match object.remove("error") {
-                Some(error) => Err(error),
-                None => Ok(object.remove("result").unwrap_or(Value::Null)),
-            };
-            Incoming::Response { id, outcome }
-        }
-        (_, id) => Incoming::Invalid {
-            id: id.unwrap_or(Value::Null),
-            error: RpcError::new(INVALID_REQUEST, "Invalid Request"),
-        },
-    }
-}
-
-fn read_stdin_until_eof(server: &'static Server) {
-    let mut stdin = io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match stdin.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) if line.iter().all(u8::is_ascii_whitespace) => {}
-            Ok(_) => server.handle_line(&line),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => {
-                note(format_args!("cannot read stdin: {error}"));
-                return;
-            }
-        }
-    }
-}
-
-/// A flag set by `notifications/cancelled` and watched by the request it cancels.
-#[derive(Clone, Default)]
-struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The server
 // ---------------------------------------------------------------------------------------
 
 struct Server {
-    stdout: Mutex<io::Stdout>,
-    /// Index in `LOG_LEVELS` of the least severe level still sent; `None` sends everything.
-    min_log_level: Mutex<Option<usize>>,
-    client_capabilities: Mutex<Value>,
-    /// Running `tools/call` requests, by the compact JSON of their id.
-    in_flight: Mutex<HashMap<String, Cancel>>,
-    /// Our requests to the client that wait for an answer, by id.
-    pending: Mutex<HashMap<String, Sender<Result<Value, Value>>>>,
-    last_request_number: AtomicU64,
+    out: Stdout,
+    session: Session,
+    /// Running `tools/call` and `prompts/get` requests.
+    running: Running,
+    /// Our requests to the client ("conf-1", "conf-2", ...).
+    asked: ClientRequests,
     subscriptions: Mutex<HashSet<String>>,
 }
 
 impl Server {
     fn new() -> Self {
         Server {
-            stdout: Mutex::new(io::stdout()),
-            min_log_level: Mutex::new(None),
-            client_capabilities: Mutex::new(json!({})),
-            in_flight: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            last_request_number: AtomicU64::new(0),
+            out: Stdout::new(),
+            session: Session::new(),
+            running: Running::new(),
+            asked: ClientRequests::new("conf"),
             subscriptions: Mutex::new(HashSet::new()),
         }
     }
 
-    // --- Output -------------------------------------------------------------------------
-
-    /// Writes one message as one line to stdout and flushes it. A broken stdout means the
-    /// client is gone.
-    fn send(&self, message: &Value) {
-        let line = message.to_string();
-        let mut stdout = lock(&self.stdout);
-        let written = stdout
-            .write_all(line.as_bytes())
-            .and_then(|()| stdout.write_all(b"\n"))
-            .and_then(|()| stdout.flush());
-        if written.is_err() {
-            process::exit(0);
-        }
-    }
-
-    fn respond(&self, id: &Value, outcome: RpcResult) {
-        let message = match outcome {
-            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-            Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error.to_json()}),
-        };
-        self.send(&message);
-    }
-
     fn notify(&self, method: &str, params: Value) {
-        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
-    }
-
-    /// Sends `notifications/message` unless the client asked for more severe levels only.
-    fn log(&self, level: &str, data: &str) {
-        let min_level = *lock(&self.min_log_level);
-        let below_minimum = matches!(
-            (level_rank(level), min_level),
-            (Some(rank), Some(min)) if rank < min
-        );
-        if !below_minimum {
-            let params = json!({"level": level, "logger": SERVER_NAME, "data": data});
-            self.notify("notifications/message", params);
-        }
+        self.out.notify(method, Some(params));
     }
 
     // --- Input --------------------------------------------------------------------------
 
-    fn handle_line(&'static self, line: &[u8]) {
-        let message = match serde_json::from_slice::<Value>(line) {
-            Ok(message) => message,
-            Err(error) => {
-                let error = RpcError::new(PARSE_ERROR, format!("Parse error: {error}"));
-                return self.respond(&Value::Null, Err(error));
-            }
-        };
-        match classify(message) {
+    fn handle(&'static self, message: Incoming) {
+        match message {
             Incoming::Request { id, method, params } => self.handle_request(id, &method, params),
             Incoming::Notification { method, params } => {
-                self.handle_notification(&method, &params);
+                if method == "notifications/cancelled" {
+                    self.running.cancel_request(&params);
+                }
             }
-            Incoming::Response { id, outcome } => self.route_response(&id, outcome),
-            Incoming::Invalid { id, error } => self.respond(&id, Err(error)),
+            Incoming::Response { id, outcome } => self.asked.route_response(&id, outcome),
+            Incoming::Invalid { id, error } => self.out.respond(&id, Err(error)),
         }
     }
 
@@ -418,16 +189,18 @@ impl Server {
             "tools/call" => self.spawn_call(id, Kind::Tool, params),
             // A prompt may ask the client something, so it cannot run on the reading thread.
             "prompts/get" => self.spawn_call(id, Kind::Prompt, params),
-            _ => self.respond(&id, self.answer(method, &params)),
+            _ => self.out.respond(&id, self.answer(method, &params)),
         }
     }
 
     /// Answers the requests that are quick enough to be answered on the reading thread.
     fn answer(&self, method: &str, params: &Value) -> RpcResult {
         match method {
-            "initialize" => Ok(self.initialize(params)),
+            "initialize" => Ok(self
+                .session
+                .initialize(params, "The fixture of mcp-proxy's conformance tests.")),
             "ping" => Ok(json!({})),
-            "logging/setLevel" => self.set_log_level(params),
+            "logging/setLevel" => self.session.set_log_level(params),
             "tools/list" => Ok(json!({"tools": tool_definitions()})),
             "resources/list" => Ok(resource_list()),
             "resources/templates/list" => Ok(resource_template_list()),
@@ -436,46 +209,14 @@ impl Server {
             "resources/unsubscribe" => self.unsubscribe(params),
             "prompts/list" => Ok(prompt_list()),
             "completion/complete" => complete(params),
-            _ => Err(RpcError::new(
-                METHOD_NOT_FOUND,
-                format!("Method not found: {method}"),
-            )),
-        }
-    }
-
-    fn handle_notification(&self, method: &str, params: &Value) {
-        if method == "notifications/cancelled" {
-            self.cancel_request(params);
-        }
-    }
-
-    fn cancel_request(&self, params: &Value) {
-        let Some(request_id) = params.get("requestId") else {
-            return note("notifications/cancelled without requestId");
-        };
-        match lock(&self.in_flight).get(&request_id.to_string()) {
-            Some(cancel) => cancel.cancel(),
-            None => note(format_args!("no running request {request_id} to cancel")),
-        }
-    }
-
-    fn route_response(&self, id: &Value, outcome: Result<Value, Value>) {
-        let waiter = id.as_str().and_then(|id| lock(&self.pending).remove(id));
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.send(outcome);
-            }
-            None => note(format_args!("ignoring a response to unknown request {id}")),
+            _ => Err(RpcError::method_not_found(method)),
         }
     }
 
     /// Runs a `tools/call` or `prompts/get` on its own thread; its response is dropped if the
     /// request gets cancelled.
     fn spawn_call(&'static self, id: Value, kind: Kind, params: Value) {
-        let key = id.to_string();
-        let cancel = Cancel::default();
-        lock(&self.in_flight).insert(key.clone(), cancel.clone());
-        thread::spawn(move || {
+        self.running.spawn(&self.out, id, move |cancel| {
             let no_arguments = json!({});
             let call = Call {
                 server: self,
@@ -484,21 +225,14 @@ impl Server {
                 request_capabilities: params
                     .get("_meta")
                     .and_then(|meta| meta.get(CLIENT_CAPABILITIES_META)),
-                cancel: &cancel,
+                cancel,
             };
-            let name = params.get("name").and_then(Value::as_str);
-            let outcome = match (kind, name) {
+            match (kind, params.get("name").and_then(Value::as_str)) {
                 (_, None) => Err(RpcError::invalid_params(
                     "Missing or invalid parameter: name",
                 )),
                 (Kind::Tool, Some(name)) => call.run_tool(name),
                 (Kind::Prompt, Some(name)) => call.get_prompt(name),
-            };
-            lock(&self.in_flight).remove(&key);
-            if cancel.is_cancelled() {
-                note(format_args!("request {key} was cancelled: no response"));
-            } else {
-                self.respond(&id, outcome);
             }
         });
     }
@@ -508,65 +242,17 @@ impl Server {
     /// Sends a request to the client and waits for its result; `Err` holds why there is none.
     fn ask_client(&self, method: &str, params: Value, cancel: &Cancel) -> Result<Value, String> {
         let asked = self.send_request(method, params);
-        self.wait_for(asked, cancel)
+        self.asked
+            .wait(asked, cancel)
             .map_err(|failure| failure.to_string())
     }
 
-    /// Sends a request to the client without waiting for the answer (see `wait_for`).
+    /// Sends a request to the client without waiting for the answer (see `ClientRequests::wait`).
     fn send_request(&self, method: &str, params: Value) -> Asked {
-        let number = self.last_request_number.fetch_add(1, Ordering::SeqCst) + 1;
-        let id = format!("conf-{number}");
-        let (sender, receiver) = mpsc::channel();
-        lock(&self.pending).insert(id.clone(), sender);
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        Asked {
-            id,
-            method: method.to_owned(),
-            receiver,
-        }
+        self.asked.send(&self.out, method, Some(params))
     }
 
-    /// Waits for the client's answer to a request sent by `send_request`.
-    fn wait_for(&self, asked: Asked, cancel: &Cancel) -> Result<Value, Failure> {
-        let outcome = wait_for_client(&asked.receiver, &asked.method, cancel);
-        lock(&self.pending).remove(&asked.id);
-        outcome
-    }
-
-    fn client_supports(&self, capability: &str) -> bool {
-        lock(&self.client_capabilities).get(capability).is_some()
-    }
-
-    // --- Lifecycle, logging, subscriptions ----------------------------------------------
-
-    fn initialize(&self, params: &Value) -> Value {
-        let capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
-        *lock(&self.client_capabilities) = capabilities;
-        let requested = params.get("protocolVersion").and_then(Value::as_str);
-        let version = requested
-            .filter(|version| SUPPORTED_PROTOCOL_VERSIONS.contains(version))
-            .unwrap_or(LATEST_PROTOCOL_VERSION);
-        json!({
-            "protocolVersion": version,
-            "capabilities": {
-                "tools": {"listChanged": true},
-                "resources": {"subscribe": true, "listChanged": true},
-                "prompts": {"listChanged": true},
-                "logging": {},
-                "completions": {}
-            },
-            "serverInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
-            "instructions": "The fixture of mcp-proxy's conformance tests."
-        })
-    }
-
-    fn set_log_level(&self, params: &Value) -> RpcResult {
-        let level = string_param(params, "level")?;
-        let rank = level_rank(level)
-            .ok_or_else(|| RpcError::invalid_params(format!("Invalid log level: {level}")))?;
-        *lock(&self.min_log_level) = Some(rank);
-        Ok(json!({}))
-    }
+    // --- Subscriptions ------------------------------------------------------------------
 
     fn subscribe(&self, params: &Value) -> RpcResult {
         let uri = string_param(params, "uri")?;
@@ -580,46 +266,6 @@ impl Server {
         lock(&self.subscriptions).remove(uri);
         Ok(json!({}))
     }
-}
-
-/// Waits for the client's answer, in slices so that a cancellation is noticed.
-fn wait_for_client(
-    receiver: &Receiver<Result<Value, Value>>,
-    method: &str,
-    cancel: &Cancel,
-) -> Result<Value, Failure> {
-    let deadline = Instant::now() + CLIENT_RESPONSE_TIMEOUT;
-    loop {
-        if cancel.is_cancelled() {
-            return Err(Failure::NoAnswer("cancelled".to_owned()));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let seconds = CLIENT_RESPONSE_TIMEOUT.as_secs();
-            return Err(Failure::NoAnswer(format!(
-                "no response to {method} within {seconds} s"
-            )));
-        }
-        match receiver.recv_timeout(left.min(CANCEL_POLL_INTERVAL)) {
-            Ok(Ok(result)) => return Ok(result),
-            Ok(Err(error)) => return Err(Failure::Error(error)),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Failure::NoAnswer("no response".to_owned()));
-            }
-        }
-    }
-}
-
-fn level_rank(level: &str) -> Option<usize> {
-    LOG_LEVELS.iter().position(|known| *known == level)
-}
-
-fn string_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::invalid_params(format!("Missing or invalid parameter: {name}")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -942,14 +588,6 @@ fn tool_definitions() -> Value {
     Value::Array(tools)
 }
 
-fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "description": description,
-        "inputSchema": {"type": "object", "properties": properties, "required": required}
-    })
-}
-
 fn text(text: &str) -> Value {
     json!({"type": "text", "text": text})
 }
@@ -960,10 +598,6 @@ fn image() -> Value {
 
 fn content(blocks: Value) -> Value {
     json!({"content": blocks})
-}
-
-fn error_result(message: &str) -> Value {
-    json!({"content": [text(message)], "isError": true})
 }
 
 /// One `tools/call` or `prompts/get` request being run.
@@ -1018,7 +652,7 @@ impl Call<'_> {
                 content(json!([text(&format!("Received: {}", self.arguments))]))
             }
             "test_reconnection" => {
-                self.sleep_unless_cancelled(Duration::from_millis(100));
+                self.cancel.sleep(Duration::from_millis(100));
                 content(json!([text("Reconnection test completed successfully")]))
             }
             "test_missing_capability" => self.missing_capability(),
@@ -1074,9 +708,9 @@ impl Call<'_> {
         ];
         for (index, message) in messages.into_iter().enumerate() {
             if index > 0 {
-                self.sleep_unless_cancelled(STEP_INTERVAL);
+                self.cancel.sleep(STEP_INTERVAL);
             }
-            self.server.log("info", message);
+            self.server.session.log(&self.server.out, "info", message);
         }
         content(json!([text("Tool with logging executed successfully")]))
     }
@@ -1084,7 +718,7 @@ impl Call<'_> {
     fn with_progress(&self) -> Value {
         for progress in [0, 50, 100] {
             if progress > 0 {
-                self.sleep_unless_cancelled(STEP_INTERVAL);
+                self.cancel.sleep(STEP_INTERVAL);
             }
             if let Some(token) = self.progress_token {
                 let params = json!({
@@ -1101,7 +735,7 @@ impl Call<'_> {
 
     fn sampling(&self) -> RpcResult {
         let prompt = self.string_argument("prompt")?;
-        if !self.server.client_supports("sampling") {
+        if !self.server.session.client_supports("sampling") {
             return Ok(error_result(
                 "The client does not support sampling (no sampling capability)",
             ));
@@ -1113,7 +747,7 @@ impl Call<'_> {
             .and_then(|result| sampled_text(&result));
         Ok(match sampled {
             Ok(response) => content(json!([text(&format!("LLM response: {response}"))])),
-            Err(reason) => error_result(&format!("Sampling failed: {reason}")),
+            Err(reason) => error_result(format!("Sampling failed: {reason}")),
         })
     }
 
@@ -1135,7 +769,7 @@ impl Call<'_> {
 
     /// Asks `elicitation/create` and reports the answer: "PREFIX: action=…, content={…}".
     fn elicit(&self, prefix: &str, request: Value) -> Value {
-        if !self.server.client_supports("elicitation") {
+        if !self.server.session.client_supports("elicitation") {
             return error_result(
                 "The client does not support elicitation (no elicitation capability)",
             );
@@ -1149,7 +783,7 @@ impl Call<'_> {
                 result["action"].as_str().unwrap_or("?"),
                 result.get("content").unwrap_or(&json!({}))
             ))])),
-            Err(reason) => error_result(&format!("Elicitation failed: {reason}")),
+            Err(reason) => error_result(format!("Elicitation failed: {reason}")),
         }
     }
 
@@ -1158,18 +792,6 @@ impl Call<'_> {
             .get(name)
             .and_then(Value::as_str)
             .ok_or_else(|| RpcError::invalid_params(format!("Missing or invalid argument: {name}")))
-    }
-
-    /// Sleeps for `duration` in short slices, returning early if the call is cancelled.
-    fn sleep_unless_cancelled(&self, duration: Duration) {
-        let deadline = Instant::now() + duration;
-        while !self.cancel.is_cancelled() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            thread::sleep(left.min(CANCEL_POLL_INTERVAL));
-        }
     }
 }
 
@@ -1196,7 +818,8 @@ impl Call<'_> {
     fn answer(&self, asked: Asked) -> RpcResult {
         let method = asked.method.clone();
         self.server
-            .wait_for(asked, self.cancel)
+            .asked
+            .wait(asked, self.cancel)
             .map_err(|failure| failure.into_rpc(&method))
     }
 
@@ -1299,7 +922,7 @@ impl Call<'_> {
     fn by_capabilities(&self) -> RpcResult {
         let capabilities = match self.request_capabilities {
             Some(capabilities) => capabilities.clone(),
-            None => lock(&self.server.client_capabilities).clone(),
+            None => self.server.session.client_capabilities(),
         };
         let declares = |capability: &str| capabilities.get(capability).is_some();
         if declares("elicitation") {
@@ -1347,7 +970,7 @@ impl Call<'_> {
             .and_then(|result| sampled_text(&result));
         match sampled {
             Ok(response) => content(json!([text(&format!("LLM response: {response}"))])),
-            Err(reason) => error_result(&format!("Sampling failed: {reason}")),
+            Err(reason) => error_result(format!("Sampling failed: {reason}")),
         }
     }
 }
@@ -1517,18 +1140,4 @@ fn sep1330_request() -> Value {
             "required": []
         }
     })
-}
-
-/// The text of a `sampling/createMessage` result: `content` is one block or (newer
-/// protocol versions) an array of blocks.
-fn sampled_text(result: &Value) -> Result<String, String> {
-    let block = match &result["content"] {
-        Value::Array(blocks) => blocks.iter().find(|block| block.get("text").is_some()),
-        block => Some(block),
-    };
-    block
-        .and_then(|block| block.get("text"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| "the result has no text content".to_owned())
 }

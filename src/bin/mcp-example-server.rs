@@ -38,48 +38,31 @@
 //! Flags for fault tests: `--init-delay-ms N`, `--no-initialize`, `--exit-at-start CODE`,
 //! `--garbage-at-start`, `--stderr-at-start TEXT`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fmt::Display;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+// Reason: each fixture server uses only part of the shared module.
+#[allow(dead_code)]
+#[path = "fixture/mod.rs"]
+mod fixture;
+
+use fixture::{
+    Arguments, Cancel, ClientRequests, Incoming, LOG_LEVELS, RpcError, RpcResult, Running, Session,
+    Stdout, error_result, lock, note, sampled_text, string_param, text_result, tool,
+};
+
 const SERVER_NAME: &str = "mcp-example-server";
 const INSTRUCTIONS: &str = "Example server of mcp-proxy: echo, progress, sampling and more.";
-const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
-    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
-/// Log levels of MCP, from the least to the most severe.
-const LOG_LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
 
-const CLIENT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often waiting code looks whether its request was cancelled.
-const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// How long exiting waits for a line being written to stdout to be complete.
-const EXIT_WRITE_GRACE: Duration = Duration::from_millis(500);
-
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const INVALID_PARAMS: i64 = -32602;
-const RESOURCE_NOT_FOUND: i64 = -32002;
 const REQUESTED_FAILURE: i64 = -32042;
 
 const USAGE: &str = "usage: mcp-example-server [--init-delay-ms N] [--no-initialize] \
@@ -93,18 +76,8 @@ fn main() {
     let server: &'static Server = Box::leak(Box::new(Server::new(options)));
     server.perform_start_up_faults();
     note("ready");
-    read_stdin_until_eof(server);
-    server.exit_between_lines(0);
-}
-
-/// Writes a diagnostic line to stderr, never failing.
-fn note(message: impl Display) {
-    let _ = writeln!(io::stderr(), "{SERVER_NAME}: {message}");
-}
-
-/// Locks a mutex, ignoring poisoning: a panicked thread leaves no invariant broken here.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    fixture::read_stdin_until_eof(|message| server.handle(message));
+    server.out.exit_between_lines(0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -156,144 +129,17 @@ fn parsed_flag_value<T: FromStr>(flag: &str, value: Option<OsString>) -> Result<
 }
 
 // ---------------------------------------------------------------------------------------
-// JSON-RPC plumbing
-// ---------------------------------------------------------------------------------------
-
-struct RpcError {
-    code: i64,
-    message: String,
-    data: Option<Value>,
-}
-
-type RpcResult = Result<Value, RpcError>;
-
-impl RpcError {
-    fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcError {
-            code,
-            message: message.into(),
-            data: None,
-        }
-    }
-
-    fn invalid_params(message: impl Into<String>) -> Self {
-        Self::new(INVALID_PARAMS, message)
-    }
-
-    fn with_data(mut self, data: Value) -> Self {
-        self.data = Some(data);
-        self
-    }
-
-    fn to_json(&self) -> Value {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(data) = &self.data {
-            error["data"] = data.clone();
-        }
-        error
-    }
-}
-
-/// What one message read from stdin turned out to be.
-enum Incoming {
-    Request {
-        id: Value,
-        method: String,
-        params: Value,
-    },
-    Notification {
-        method: String,
-        params: Value,
-    },
-    /// The client's answer to one of our requests: its result, or its error object.
-    Response {
-        id: Value,
-        outcome: Result<Value, Value>,
-    },
-    Invalid {
-        id: Value,
-        error: RpcError,
-    },
-}
-
-fn classify(message: Value) -> Incoming {
-    let Value::Object(mut object) = message else {
-        let reason = if message.is_array() {
-            "Invalid Request: batches are not supported"
-        } else {
-            "Invalid Request: not a JSON object"
-        };
-        return Incoming::Invalid {
-            id: Value::Null,
-            error: RpcError::new(INVALID_REQUEST, reason),
-        };
-    };
-    let id = object.remove("id");
-    let params = object.remove("params").unwrap_or(Value::Null);
-    match (object.remove("method"), id) {
-        (Some(Value::String(method)), Some(id)) => Incoming::Request { id, method, params },
-        (Some(Value::String(method)), None) => Incoming::Notification { method, params },
-        (None, Some(id)) if object.contains_key("result") || object.contains_key("error") => {
-            let outcome = match object.remove("error") {
-                Some(error) => Err(error),
-                None => Ok(object.remove("result").unwrap_or(Value::Null)),
-            };
-            Incoming::Response { id, outcome }
-        }
-        (_, id) => Incoming::Invalid {
-            id: id.unwrap_or(Value::Null),
-            error: RpcError::new(INVALID_REQUEST, "Invalid Request"),
-        },
-    }
-}
-
-fn read_stdin_until_eof(server: &'static Server) {
-    let mut stdin = io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match stdin.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) if line.iter().all(u8::is_ascii_whitespace) => {}
-            Ok(_) => server.handle_line(&line),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => {
-                note(format_args!("cannot read stdin: {error}"));
-                return;
-            }
-        }
-    }
-}
-
-/// A flag set by `notifications/cancelled` and watched by the request it cancels.
-#[derive(Clone, Default)]
-struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // The server
 // ---------------------------------------------------------------------------------------
 
 struct Server {
     options: Options,
-    stdout: Mutex<io::Stdout>,
-    /// Index in `LOG_LEVELS` of the least severe level still sent; `None` sends everything.
-    min_log_level: Mutex<Option<usize>>,
-    client_capabilities: Mutex<Value>,
-    /// Running `tools/call` requests, by the compact JSON of their id.
-    in_flight: Mutex<HashMap<String, Cancel>>,
-    /// Our requests to the client that wait for an answer, by id.
-    pending: Mutex<HashMap<String, Sender<Result<Value, Value>>>>,
-    last_request_number: AtomicU64,
+    out: Stdout,
+    session: Session,
+    /// Running `tools/call` requests.
+    running: Running,
+    /// Our requests to the client ("srv-1", "srv-2", ...).
+    asked: ClientRequests,
     counter_reads: AtomicU64,
     subscriptions: Mutex<HashSet<String>>,
 }
@@ -302,12 +148,10 @@ impl Server {
     fn new(options: Options) -> Self {
         Server {
             options,
-            stdout: Mutex::new(io::stdout()),
-            min_log_level: Mutex::new(None),
-            client_capabilities: Mutex::new(json!({})),
-            in_flight: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
-            last_request_number: AtomicU64::new(0),
+            out: Stdout::new(),
+            session: Session::new(),
+            running: Running::new(),
+            asked: ClientRequests::new("srv"),
             counter_reads: AtomicU64::new(0),
             subscriptions: Mutex::new(HashSet::new()),
         }
@@ -318,97 +162,34 @@ impl Server {
             let _ = writeln!(io::stderr(), "{text}");
         }
         if self.options.garbage_at_start {
-            self.write_line("not json at start");
+            self.out.write_line("not json at start");
         }
         if let Some(code) = self.options.exit_at_start {
-            self.exit_between_lines(code);
-        }
-    }
-
-    // --- Output -------------------------------------------------------------------------
-
-    /// Writes one line to stdout and flushes it. A broken stdout means the client is gone.
-    fn write_line(&self, line: &str) {
-        let mut stdout = lock(&self.stdout);
-        let written = stdout
-            .write_all(line.as_bytes())
-            .and_then(|()| stdout.write_all(b"\n"))
-            .and_then(|()| stdout.flush());
-        if written.is_err() {
-            process::exit(0);
-        }
-    }
-
-    fn send(&self, message: &Value) {
-        self.write_line(&message.to_string());
-    }
-
-    fn respond(&self, id: &Value, outcome: RpcResult) {
-        let message = match outcome {
-            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-            Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error.to_json()}),
-        };
-        self.send(&message);
-    }
-
-    fn notify(&self, method: &str, params: Option<Value>) {
-        let mut message = json!({"jsonrpc": "2.0", "method": method});
-        if let Some(params) = params {
-            message["params"] = params;
-        }
-        self.send(&message);
-    }
-
-    /// Sends `notifications/message` unless the client asked for more severe levels only.
-    fn log(&self, level: &str, data: &str) {
-        let min_level = *lock(&self.min_log_level);
-        let below_minimum = matches!(
-            (level_rank(level), min_level),
-            (Some(rank), Some(min)) if rank < min
-        );
-        if !below_minimum {
-            let params = json!({"level": level, "logger": SERVER_NAME, "data": data});
-            self.notify("notifications/message", Some(params));
-        }
-    }
-
-    /// Exits, but not in the middle of a line another thread is writing to stdout
-    /// (unless that write stays stuck for longer than `EXIT_WRITE_GRACE`).
-    fn exit_between_lines(&self, code: i32) -> ! {
-        let deadline = Instant::now() + EXIT_WRITE_GRACE;
-        loop {
-            let stdout = self.stdout.try_lock();
-            if !matches!(stdout, Err(TryLockError::WouldBlock)) || Instant::now() >= deadline {
-                process::exit(code);
-            }
-            drop(stdout);
-            thread::sleep(Duration::from_millis(1));
+            self.out.exit_between_lines(code);
         }
     }
 
     // --- Input --------------------------------------------------------------------------
 
-    fn handle_line(&'static self, line: &[u8]) {
-        let message = match serde_json::from_slice::<Value>(line) {
-            Ok(message) => message,
-            Err(error) => {
-                let error = RpcError::new(PARSE_ERROR, format!("Parse error: {error}"));
-                return self.respond(&Value::Null, Err(error));
-            }
-        };
-        match classify(message) {
+    fn handle(&'static self, message: Incoming) {
+        match message {
             Incoming::Request { id, method, params } => self.handle_request(id, &method, params),
             Incoming::Notification { method, params } => {
-                self.handle_notification(&method, &params);
+                if method == "notifications/cancelled" {
+                    self.running.cancel_request(&params);
+                }
             }
-            Incoming::Response { id, outcome } => self.route_response(&id, outcome),
-            Incoming::Invalid { id, error } => self.respond(&id, Err(error)),
+            Incoming::Response { id, outcome } => self.asked.route_response(&id, outcome),
+            Incoming::Invalid { id, error } => self.out.respond(&id, Err(error)),
         }
     }
 
     fn handle_request(&'static self, id: Value, method: &str, params: Value) {
         match method {
-            "tools/call" => self.spawn_tool_call(id, params),
+            // Its response is dropped if the call gets cancelled.
+            "tools/call" => self
+                .running
+                .spawn(&self.out, id, move |cancel| self.call_tool(&params, cancel)),
             "initialize" if self.options.no_initialize => {
                 note("ignoring initialize (--no-initialize)");
             }
@@ -416,19 +197,20 @@ impl Server {
                 let delay = self.options.init_delay;
                 thread::spawn(move || {
                     thread::sleep(delay);
-                    self.respond(&id, self.initialize(&params));
+                    self.out
+                        .respond(&id, Ok(self.session.initialize(&params, INSTRUCTIONS)));
                 });
             }
-            _ => self.respond(&id, self.answer(method, &params)),
+            _ => self.out.respond(&id, self.answer(method, &params)),
         }
     }
 
     /// Answers the requests that are quick enough to be answered on the reading thread.
     fn answer(&self, method: &str, params: &Value) -> RpcResult {
         match method {
-            "initialize" => self.initialize(params),
+            "initialize" => Ok(self.session.initialize(params, INSTRUCTIONS)),
             "ping" => Ok(json!({})),
-            "logging/setLevel" => self.set_log_level(params),
+            "logging/setLevel" => self.session.set_log_level(params),
             "tools/list" => Ok(json!({"tools": tool_definitions()})),
             "resources/list" => Ok(resource_list()),
             "resources/templates/list" => Ok(resource_template_list()),
@@ -438,53 +220,8 @@ impl Server {
             "prompts/list" => Ok(prompt_list()),
             "prompts/get" => get_prompt(params),
             "completion/complete" => Ok(completion()),
-            _ => Err(RpcError::new(
-                METHOD_NOT_FOUND,
-                format!("Method not found: {method}"),
-            )),
+            _ => Err(RpcError::method_not_found(method)),
         }
-    }
-
-    fn handle_notification(&self, method: &str, params: &Value) {
-        if method == "notifications/cancelled" {
-            self.cancel_request(params);
-        }
-    }
-
-    fn cancel_request(&self, params: &Value) {
-        let Some(request_id) = params.get("requestId") else {
-            return note("notifications/cancelled without requestId");
-        };
-        match lock(&self.in_flight).get(&request_id.to_string()) {
-            Some(cancel) => cancel.cancel(),
-            None => note(format_args!("no running request {request_id} to cancel")),
-        }
-    }
-
-    fn route_response(&self, id: &Value, outcome: Result<Value, Value>) {
-        let waiter = id.as_str().and_then(|id| lock(&self.pending).remove(id));
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.send(outcome);
-            }
-            None => note(format_args!("ignoring a response to unknown request {id}")),
-        }
-    }
-
-    /// Runs a tool on its own thread; its response is dropped if the call gets cancelled.
-    fn spawn_tool_call(&'static self, id: Value, params: Value) {
-        let key = id.to_string();
-        let cancel = Cancel::default();
-        lock(&self.in_flight).insert(key.clone(), cancel.clone());
-        thread::spawn(move || {
-            let outcome = self.call_tool(&params, &cancel);
-            lock(&self.in_flight).remove(&key);
-            if cancel.is_cancelled() {
-                note(format_args!("request {key} was cancelled: no response"));
-            } else {
-                self.respond(&id, outcome);
-            }
-        });
     }
 
     fn call_tool(&self, params: &Value, cancel: &Cancel) -> RpcResult {
@@ -492,7 +229,7 @@ impl Server {
         let no_arguments = json!({});
         let call = ToolCall {
             server: self,
-            arguments: params.get("arguments").unwrap_or(&no_arguments),
+            arguments: Arguments(params.get("arguments").unwrap_or(&no_arguments)),
             progress_token: params.pointer("/_meta/progressToken"),
             cancel,
         };
@@ -518,66 +255,26 @@ impl Server {
         requests: Vec<(&str, Option<Value>)>,
         cancel: &Cancel,
     ) -> Vec<Result<Value, String>> {
-        let mut waiting = Vec::new();
-        for (method, params) in requests {
-            let number = self.last_request_number.fetch_add(1, Ordering::SeqCst) + 1;
-            let id = format!("srv-{number}");
-            let (sender, receiver) = mpsc::channel();
-            lock(&self.pending).insert(id.clone(), sender);
-            let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method});
-            if let Some(params) = params {
-                request["params"] = params;
-            }
-            self.send(&request);
-            waiting.push((id, method, receiver));
-        }
+        let waiting: Vec<_> = requests
+            .into_iter()
+            .map(|(method, params)| self.asked.send(&self.out, method, params))
+            .collect();
         waiting
             .into_iter()
-            .map(|(id, method, receiver)| {
-                let outcome = wait_for_client(&receiver, method, cancel);
-                lock(&self.pending).remove(&id);
-                outcome
+            .map(|asked| {
+                self.asked
+                    .wait(asked, cancel)
+                    .map_err(|failure| failure.to_string())
             })
             .collect()
     }
 
     fn warn_unless_client_supports(&self, capability: &str) {
-        if lock(&self.client_capabilities).get(capability).is_none() {
+        if !self.session.client_supports(capability) {
             note(format_args!(
                 "the client did not declare the {capability} capability; asking anyway"
             ));
         }
-    }
-
-    // --- Lifecycle and logging ----------------------------------------------------------
-
-    fn initialize(&self, params: &Value) -> RpcResult {
-        let capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
-        *lock(&self.client_capabilities) = capabilities;
-        let requested = params.get("protocolVersion").and_then(Value::as_str);
-        let version = requested
-            .filter(|version| SUPPORTED_PROTOCOL_VERSIONS.contains(version))
-            .unwrap_or(LATEST_PROTOCOL_VERSION);
-        Ok(json!({
-            "protocolVersion": version,
-            "capabilities": {
-                "tools": {"listChanged": true},
-                "resources": {"subscribe": true, "listChanged": true},
-                "prompts": {"listChanged": true},
-                "logging": {},
-                "completions": {}
-            },
-            "serverInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
-            "instructions": INSTRUCTIONS
-        }))
-    }
-
-    fn set_log_level(&self, params: &Value) -> RpcResult {
-        let level = string_param(params, "level")?;
-        let rank = level_rank(level)
-            .ok_or_else(|| RpcError::invalid_params(format!("Invalid log level: {level}")))?;
-        *lock(&self.min_log_level) = Some(rank);
-        Ok(json!({}))
     }
 
     // --- Resources ----------------------------------------------------------------------
@@ -592,10 +289,7 @@ impl Server {
             }
             _ => match uri.strip_prefix("example://items/") {
                 Some(id) if !id.is_empty() => format!("item {id}"),
-                _ => {
-                    return Err(RpcError::new(RESOURCE_NOT_FOUND, "Resource not found")
-                        .with_data(json!({"uri": uri})));
-                }
+                _ => return Err(RpcError::resource_not_found(uri)),
             },
         };
         Ok(json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]}))
@@ -612,49 +306,6 @@ impl Server {
         lock(&self.subscriptions).remove(uri);
         Ok(json!({}))
     }
-}
-
-/// Waits for the client's answer, in slices so that a cancellation is noticed.
-fn wait_for_client(
-    receiver: &Receiver<Result<Value, Value>>,
-    method: &str,
-    cancel: &Cancel,
-) -> Result<Value, String> {
-    let deadline = Instant::now() + CLIENT_RESPONSE_TIMEOUT;
-    loop {
-        if cancel.is_cancelled() {
-            return Err("cancelled".to_owned());
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let seconds = CLIENT_RESPONSE_TIMEOUT.as_secs();
-            return Err(format!("no response to {method} within {seconds} s"));
-        }
-        match receiver.recv_timeout(left.min(CANCEL_POLL_INTERVAL)) {
-            Ok(Ok(result)) => return Ok(result),
-            Ok(Err(error)) => return Err(client_error_message(&error)),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Err("no response".to_owned()),
-        }
-    }
-}
-
-fn client_error_message(error: &Value) -> String {
-    match error.get("message").and_then(Value::as_str) {
-        Some(message) => message.to_owned(),
-        None => error.to_string(),
-    }
-}
-
-fn level_rank(level: &str) -> Option<usize> {
-    LOG_LEVELS.iter().position(|known| *known == level)
-}
-
-fn string_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::invalid_params(format!("Missing or invalid parameter: {name}")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -827,26 +478,10 @@ fn tool_definitions() -> Value {
     ])
 }
 
-fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "description": description,
-        "inputSchema": {"type": "object", "properties": properties, "required": required}
-    })
-}
-
-fn text_result(text: impl Into<String>) -> Value {
-    json!({"content": [{"type": "text", "text": text.into()}]})
-}
-
-fn error_result(text: impl Into<String>) -> Value {
-    json!({"content": [{"type": "text", "text": text.into()}], "isError": true})
-}
-
 /// One `tools/call` request being run.
 struct ToolCall<'a> {
     server: &'a Server,
-    arguments: &'a Value,
+    arguments: Arguments<'a>,
     progress_token: Option<&'a Value>,
     cancel: &'a Cancel,
 }
@@ -876,7 +511,7 @@ impl<'a> ToolCall<'a> {
             "touch" => self.touch(),
             "stderr" => self.stderr(),
             "garbage" => {
-                self.server.write_line("this is not json");
+                self.server.out.write_line("this is not json");
                 Ok(text_result("garbage sent"))
             }
             _ => Err(RpcError::invalid_params(format!("Unknown tool: {name}"))),
@@ -884,27 +519,27 @@ impl<'a> ToolCall<'a> {
     }
 
     fn echo(&self) -> RpcResult {
-        Ok(text_result(self.string("message")?))
+        Ok(text_result(self.arguments.string("message")?))
     }
 
     fn add(&self) -> RpcResult {
-        let sum = self.number("a")? + self.number("b")?;
+        let sum = self.arguments.number("a")? + self.arguments.number("b")?;
         // Display of f64 already writes integral values without a fraction ("5", not "5.0").
         Ok(text_result(sum.to_string()))
     }
 
     fn sleep(&self) -> RpcResult {
-        let ms = self.unsigned("ms", None)?;
-        self.sleep_unless_cancelled(Duration::from_millis(ms));
+        let ms = self.arguments.unsigned("ms", None)?;
+        self.cancel.sleep(Duration::from_millis(ms));
         Ok(text_result(format!("slept {ms}ms")))
     }
 
     fn progress(&self) -> RpcResult {
-        let steps = self.unsigned("steps", Some(3))?;
-        let interval = Duration::from_millis(self.unsigned("interval_ms", Some(10))?);
+        let steps = self.arguments.unsigned("steps", Some(3))?;
+        let interval = Duration::from_millis(self.arguments.unsigned("interval_ms", Some(10))?);
         for step in 1..=steps {
             if step > 1 {
-                self.sleep_unless_cancelled(interval);
+                self.cancel.sleep(interval);
             }
             if self.cancel.is_cancelled() {
                 break;
@@ -922,12 +557,14 @@ impl<'a> ToolCall<'a> {
                 "total": steps,
                 "message": format!("step {step} of {steps}")
             });
-            self.server.notify("notifications/progress", Some(params));
+            self.server
+                .out
+                .notify("notifications/progress", Some(params));
         }
     }
 
     fn route(&self) -> RpcResult {
-        let region = self.string("region")?;
+        let region = self.arguments.string("region")?;
         let shard = self
             .arguments
             .get("shard")
@@ -936,11 +573,11 @@ impl<'a> ToolCall<'a> {
     }
 
     fn ticks(&self) -> RpcResult {
-        let count = self.unsigned("count", Some(20))?;
-        let interval = Duration::from_millis(self.unsigned("interval_ms", Some(20))?);
+        let count = self.arguments.unsigned("count", Some(20))?;
+        let interval = Duration::from_millis(self.arguments.unsigned("interval_ms", Some(20))?);
         for seq in 1..=count {
             if seq > 1 {
-                self.sleep_unless_cancelled(interval);
+                self.cancel.sleep(interval);
             }
             if self.cancel.is_cancelled() {
                 break;
@@ -949,24 +586,28 @@ impl<'a> ToolCall<'a> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64);
             let params = json!({"level": "info", "logger": "ticks", "data": {"seq": seq, "sent_us": sent_us}});
-            self.server.notify("notifications/message", Some(params));
+            self.server
+                .out
+                .notify("notifications/message", Some(params));
         }
         Ok(text_result(format!("ticked {count}")))
     }
 
     fn log(&self) -> RpcResult {
-        let level = self.string_or("level", "info")?;
-        if level_rank(level).is_none() {
+        let level = self.arguments.string_or("level", "info")?;
+        if fixture::level_rank(level).is_none() {
             return Err(RpcError::invalid_params(format!(
                 "Invalid log level: {level}"
             )));
         }
-        self.server.log(level, self.string("message")?);
+        self.server
+            .session
+            .log(&self.server.out, level, self.arguments.string("message")?);
         Ok(text_result("logged"))
     }
 
     fn sample(&self) -> RpcResult {
-        let prompt = self.string("prompt")?;
+        let prompt = self.arguments.string("prompt")?;
         self.server.warn_unless_client_supports("sampling");
         let params = json!({
             "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}],
@@ -983,7 +624,7 @@ impl<'a> ToolCall<'a> {
     }
 
     fn elicit(&self) -> RpcResult {
-        let message = self.string("message")?;
+        let message = self.arguments.string("message")?;
         self.server.warn_unless_client_supports("elicitation");
         let params = json!({
             "message": message,
@@ -1051,14 +692,14 @@ impl<'a> ToolCall<'a> {
     }
 
     fn large(&self) -> RpcResult {
-        let bytes = usize::try_from(self.unsigned("bytes", None)?)
+        let bytes = usize::try_from(self.arguments.unsigned("bytes", None)?)
             .map_err(|_| RpcError::invalid_params("Invalid argument bytes: too large"))?;
         let text: String = "0123456789".chars().cycle().take(bytes).collect();
         Ok(text_result(text))
     }
 
     fn env(&self) -> RpcResult {
-        let value = match std::env::var_os(self.string("name")?) {
+        let value = match std::env::var_os(self.arguments.string("name")?) {
             Some(value) => value.to_string_lossy().into_owned(),
             None => "<unset>".to_owned(),
         };
@@ -1066,102 +707,40 @@ impl<'a> ToolCall<'a> {
     }
 
     fn crash(&self) -> RpcResult {
-        let code = self.argument("code", Some(3), "a 32-bit integer", |value| {
-            value.as_i64().and_then(|code| i32::try_from(code).ok())
-        })?;
+        let code = self
+            .arguments
+            .argument("code", Some(3), "a 32-bit integer", |value| {
+                value.as_i64().and_then(|code| i32::try_from(code).ok())
+            })?;
         note(format_args!("crashing with exit code {code} as asked"));
-        self.server.exit_between_lines(code)
+        self.server.out.exit_between_lines(code)
     }
 
     fn notify(&self) -> RpcResult {
-        let kind = self.string("kind")?;
+        let kind = self.arguments.string("kind")?;
         if !["tools", "resources", "prompts"].contains(&kind) {
             return Err(RpcError::invalid_params(format!(
                 "Invalid argument kind: {kind} (expected tools, resources or prompts)"
             )));
         }
         let method = format!("notifications/{kind}/list_changed");
-        self.server.notify(&method, None);
+        self.server.out.notify(&method, None);
         Ok(text_result("notified"))
     }
 
     fn touch(&self) -> RpcResult {
-        let uri = self.string("uri")?;
+        let uri = self.arguments.string("uri")?;
         let params = json!({"uri": uri});
         self.server
+            .out
             .notify("notifications/resources/updated", Some(params));
         Ok(text_result("touched"))
     }
 
     fn stderr(&self) -> RpcResult {
-        let _ = writeln!(io::stderr(), "{}", self.string("message")?);
+        let _ = writeln!(io::stderr(), "{}", self.arguments.string("message")?);
         Ok(text_result("written"))
     }
-
-    /// Sleeps for `duration` in short slices, returning early if the call is cancelled.
-    fn sleep_unless_cancelled(&self, duration: Duration) {
-        // A duration too long for an Instant simply sleeps until cancelled.
-        let deadline = Instant::now().checked_add(duration);
-        while !self.cancel.is_cancelled() {
-            let left = deadline.map_or(CANCEL_POLL_INTERVAL, |deadline| {
-                deadline.saturating_duration_since(Instant::now())
-            });
-            if left.is_zero() {
-                return;
-            }
-            thread::sleep(left.min(CANCEL_POLL_INTERVAL));
-        }
-    }
-
-    // --- Arguments ----------------------------------------------------------------------
-
-    /// Reads an argument with `read`; a missing (or null) one takes `default` if there is one.
-    fn argument<T>(
-        &self,
-        name: &str,
-        default: Option<T>,
-        expected: &str,
-        read: impl FnOnce(&'a Value) -> Option<T>,
-    ) -> Result<T, RpcError> {
-        match self.arguments.get(name) {
-            None | Some(Value::Null) => {
-                default.ok_or_else(|| RpcError::invalid_params(format!("Missing argument: {name}")))
-            }
-            Some(value) => read(value).ok_or_else(|| {
-                RpcError::invalid_params(format!("Invalid argument {name}: expected {expected}"))
-            }),
-        }
-    }
-
-    fn string(&self, name: &str) -> Result<&'a str, RpcError> {
-        self.argument(name, None, "a string", Value::as_str)
-    }
-
-    fn string_or(&self, name: &str, default: &'a str) -> Result<&'a str, RpcError> {
-        self.argument(name, Some(default), "a string", Value::as_str)
-    }
-
-    fn unsigned(&self, name: &str, default: Option<u64>) -> Result<u64, RpcError> {
-        self.argument(name, default, "a non-negative integer", Value::as_u64)
-    }
-
-    fn number(&self, name: &str) -> Result<f64, RpcError> {
-        self.argument(name, None, "a number", Value::as_f64)
-    }
-}
-
-/// The text of a `sampling/createMessage` result: `content` is one block or (newer
-/// protocol versions) an array of blocks.
-fn sampled_text(result: &Value) -> Result<String, String> {
-    let block = match &result["content"] {
-        Value::Array(blocks) => blocks.iter().find(|block| block.get("text").is_some()),
-        block => Some(block),
-    };
-    block
-        .and_then(|block| block.get("text"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| "the result has no text content".to_owned())
 }
 
 fn current_directory() -> Value {

@@ -62,15 +62,23 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fmt::Display;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+
+// Reason: each fixture server uses only part of the shared module.
+#[allow(dead_code)]
+#[path = "fixture/mod.rs"]
+mod fixture;
+
+use fixture::{
+    Arguments, Cancel, INVALID_REQUEST, Incoming, LOG_LEVELS, METHOD_NOT_FOUND, RpcError,
+    RpcResult, Running, Stdout, level_rank, lock, note, sampled_text, string_param, text_result,
+    tool,
+};
 
 const SERVER_NAME: &str = "mcp-modern-server";
 const INSTRUCTIONS: &str = "Modern example server.";
@@ -82,18 +90,6 @@ const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
-
-/// Log levels of MCP, from the least to the most severe.
-const LOG_LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
 
 /// Methods whose results carry the caching hints `ttlMs` and `cacheScope`.
 const CACHEABLE_METHODS: [&str; 6] = [
@@ -115,15 +111,6 @@ const REMOVED_METHODS: [&str; 5] = [
 
 const GREETING_URI: &str = "modern://greeting";
 
-/// How often waiting code looks whether its request was cancelled.
-const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// How long exiting waits for a line being written to stdout to be complete.
-const EXIT_WRITE_GRACE: Duration = Duration::from_millis(500);
-
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const INVALID_PARAMS: i64 = -32602;
 const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
@@ -139,18 +126,8 @@ fn main() {
     }
     let server: &'static Server = Box::leak(Box::new(Server::new()));
     note("ready");
-    read_stdin_until_eof(server);
-    server.exit_between_lines(0);
-}
-
-/// Writes a diagnostic line to stderr, never failing.
-fn note(message: impl Display) {
-    let _ = writeln!(io::stderr(), "{SERVER_NAME}: {message}");
-}
-
-/// Locks a mutex, ignoring poisoning: a panicked thread leaves no invariant broken here.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    fixture::read_stdin_until_eof(|message| server.handle(message));
+    server.out.exit_between_lines(0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -180,134 +157,13 @@ fn parse_options(mut args: impl Iterator<Item = OsString>) -> Result<Options, St
     Ok(options)
 }
 
-// ---------------------------------------------------------------------------------------
-// JSON-RPC plumbing
-// ---------------------------------------------------------------------------------------
-
-struct RpcError {
-    code: i64,
-    message: String,
-    data: Option<Value>,
-}
-
-type RpcResult = Result<Value, RpcError>;
-
 impl RpcError {
-    fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcError {
-            code,
-            message: message.into(),
-            data: None,
-        }
-    }
-
-    fn invalid_params(message: impl Into<String>) -> Self {
-        Self::new(INVALID_PARAMS, message)
-    }
-
-    fn method_not_found(method: &str) -> Self {
-        Self::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
-    }
-
     fn missing_capability(capability: &str) -> Self {
         Self::new(
             MISSING_REQUIRED_CLIENT_CAPABILITY,
             "Missing required client capability",
         )
         .with_data(json!({"requiredCapabilities": {capability: {}}}))
-    }
-
-    fn with_data(mut self, data: Value) -> Self {
-        self.data = Some(data);
-        self
-    }
-
-    fn to_json(&self) -> Value {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(data) = &self.data {
-            error["data"] = data.clone();
-        }
-        error
-    }
-}
-
-/// What one message read from stdin turned out to be.
-enum Incoming {
-    Request {
-        id: Value,
-        method: String,
-        params: Value,
-    },
-    Notification {
-        method: String,
-        params: Value,
-    },
-    /// A response: modern clients answer no requests (the server sends none).
-    Response {
-        id: Value,
-    },
-    Invalid {
-        id: Value,
-        error: RpcError,
-    },
-}
-
-fn classify(message: Value) -> Incoming {
-    let Value::Object(mut object) = message else {
-        let reason = if message.is_array() {
-            "Invalid Request: batches are not supported"
-        } else {
-            "Invalid Request: not a JSON object"
-        };
-        return Incoming::Invalid {
-            id: Value::Null,
-            error: RpcError::new(INVALID_REQUEST, reason),
-        };
-    };
-    let id = object.remove("id");
-    let params = object.remove("params").unwrap_or(Value::Null);
-    match (object.remove("method"), id) {
-        (Some(Value::String(method)), Some(id)) => Incoming::Request { id, method, params },
-        (Some(Value::String(method)), None) => Incoming::Notification { method, params },
-        (None, Some(id)) if object.contains_key("result") || object.contains_key("error") => {
-            Incoming::Response { id }
-        }
-        (_, id) => Incoming::Invalid {
-            id: id.unwrap_or(Value::Null),
-            error: RpcError::new(INVALID_REQUEST, "Invalid Request"),
-        },
-    }
-}
-
-fn read_stdin_until_eof(server: &'static Server) {
-    let mut stdin = io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match stdin.read_until(b'\n', &mut line) {
-            Ok(0) => return,
-            Ok(_) if line.iter().all(u8::is_ascii_whitespace) => {}
-            Ok(_) => server.handle_line(&line),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => {
-                note(format_args!("cannot read stdin: {error}"));
-                return;
-            }
-        }
-    }
-}
-
-/// A flag set by `notifications/cancelled` and watched by the request it cancels.
-#[derive(Clone, Default)]
-struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -393,10 +249,6 @@ impl RequestMeta {
             .get(capability)
             .is_some_and(|value| !value.is_null())
     }
-}
-
-fn level_rank(level: &str) -> Option<usize> {
-    LOG_LEVELS.iter().position(|known| *known == level)
 }
 
 /// A result as 2026-07-28 wants it: `resultType` ("complete" unless the body says otherwise),
@@ -512,9 +364,9 @@ struct Listen {
 }
 
 struct Server {
-    stdout: Mutex<io::Stdout>,
-    /// Running `tools/call` requests, by the compact JSON of their id.
-    in_flight: Mutex<HashMap<String, Cancel>>,
+    out: Stdout,
+    /// Running `tools/call` requests.
+    running: Running,
     /// Open `subscriptions/listen` requests, by the compact JSON of their id. Its lock is
     /// held while a listen's notifications are written, so that none follows its end.
     listens: Mutex<HashMap<String, Listen>>,
@@ -523,43 +375,22 @@ struct Server {
 impl Server {
     fn new() -> Self {
         Server {
-            stdout: Mutex::new(io::stdout()),
-            in_flight: Mutex::new(HashMap::new()),
+            out: Stdout::new(),
+            running: Running::new(),
             listens: Mutex::new(HashMap::new()),
         }
     }
 
     // --- Output -------------------------------------------------------------------------
 
-    /// Writes one line to stdout and flushes it. A broken stdout means the client is gone.
-    fn write_line(&self, line: &str) {
-        let mut stdout = lock(&self.stdout);
-        let written = stdout
-            .write_all(line.as_bytes())
-            .and_then(|()| stdout.write_all(b"\n"))
-            .and_then(|()| stdout.flush());
-        if written.is_err() {
-            process::exit(0);
-        }
-    }
-
-    fn send(&self, message: &Value) {
-        self.write_line(&message.to_string());
-    }
-
     /// Answers a request; a result is finished as `finish_result` says.
     fn respond(&self, id: &Value, method: &str, outcome: RpcResult) {
-        let message = match outcome {
-            Ok(result) => {
-                json!({"jsonrpc": "2.0", "id": id, "result": finish_result(method, result)})
-            }
-            Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error.to_json()}),
-        };
-        self.send(&message);
+        let outcome = outcome.map(|result| finish_result(method, result));
+        self.out.respond(id, outcome);
     }
 
     fn notify(&self, method: &str, params: Value) {
-        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+        self.out.notify(method, Some(params));
     }
 
     /// Sends `notifications/message` if the request asked for this level or a less severe one.
@@ -592,36 +423,15 @@ impl Server {
         sent
     }
 
-    /// Exits, but not in the middle of a line another thread is writing to stdout
-    /// (unless that write stays stuck for longer than `EXIT_WRITE_GRACE`).
-    fn exit_between_lines(&self, code: i32) -> ! {
-        let deadline = Instant::now() + EXIT_WRITE_GRACE;
-        loop {
-            let stdout = self.stdout.try_lock();
-            if !matches!(stdout, Err(TryLockError::WouldBlock)) || Instant::now() >= deadline {
-                process::exit(code);
-            }
-            drop(stdout);
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
-
     // --- Input --------------------------------------------------------------------------
 
-    fn handle_line(&'static self, line: &[u8]) {
-        let message = match serde_json::from_slice::<Value>(line) {
-            Ok(message) => message,
-            Err(error) => {
-                let error = RpcError::new(PARSE_ERROR, format!("Parse error: {error}"));
-                return self.respond(&Value::Null, "", Err(error));
-            }
-        };
-        match classify(message) {
+    fn handle(&'static self, message: Incoming) {
+        match message {
             Incoming::Request { id, method, params } => self.handle_request(id, &method, params),
             Incoming::Notification { method, params } => {
                 self.handle_notification(&method, &params);
             }
-            Incoming::Response { id } => {
+            Incoming::Response { id, .. } => {
                 note(format_args!(
                     "ignoring a response ({id}): this server sends no requests"
                 ));
@@ -703,10 +513,7 @@ impl Server {
                 return;
             }
         }
-        match lock(&self.in_flight).get(&key) {
-            Some(cancel) => cancel.cancel(),
-            None => note(format_args!("no running request {request_id} to cancel")),
-        }
+        self.running.cancel(request_id);
     }
 
     /// Opens a listen: acknowledges it at once and keeps it open, unanswered, until cancelled.
@@ -731,17 +538,9 @@ impl Server {
 
     /// Runs a tool on its own thread; its response is dropped if the call gets cancelled.
     fn spawn_tool_call(&'static self, id: Value, params: Value, meta: RequestMeta) {
-        let key = id.to_string();
-        let cancel = Cancel::default();
-        lock(&self.in_flight).insert(key.clone(), cancel.clone());
-        thread::spawn(move || {
-            let outcome = self.call_tool(&params, &meta, &cancel);
-            lock(&self.in_flight).remove(&key);
-            if cancel.is_cancelled() {
-                note(format_args!("request {key} was cancelled: no response"));
-            } else {
-                self.respond(&id, "tools/call", outcome);
-            }
+        self.running.spawn(&self.out, id, move |cancel| {
+            let outcome = self.call_tool(&params, &meta, cancel);
+            outcome.map(|result| finish_result("tools/call", result))
         });
     }
 
@@ -764,7 +563,7 @@ impl Server {
         let call = ToolCall {
             server: self,
             name,
-            arguments,
+            arguments: Arguments(arguments),
             params,
             meta,
             cancel,
@@ -834,13 +633,6 @@ fn get_prompt(params: &Value) -> RpcResult {
     }))
 }
 
-fn string_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::invalid_params(format!("Missing or invalid parameter: {name}")))
-}
-
 // ---------------------------------------------------------------------------------------
 // Tools
 // ---------------------------------------------------------------------------------------
@@ -906,23 +698,11 @@ fn tool_definitions() -> Value {
     ])
 }
 
-fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "description": description,
-        "inputSchema": {"type": "object", "properties": properties, "required": required}
-    })
-}
-
-fn text_result(text: impl Into<String>) -> Value {
-    json!({"content": [{"type": "text", "text": text.into()}]})
-}
-
 /// One `tools/call` request being run.
 struct ToolCall<'a> {
     server: &'a Server,
     name: &'a str,
-    arguments: &'a Value,
+    arguments: Arguments<'a>,
     /// The whole request's params: `inputResponses` and `requestState` of a retry are there.
     params: &'a Value,
     meta: &'a RequestMeta,
@@ -932,7 +712,7 @@ struct ToolCall<'a> {
 impl<'a> ToolCall<'a> {
     fn run(&self) -> RpcResult {
         match self.name {
-            "echo" => Ok(text_result(self.string("message")?)),
+            "echo" => Ok(text_result(self.arguments.string("message")?)),
             "progress" => self.progress(),
             "log" => self.log(),
             "ask_name" => self.ask_name(),
@@ -942,18 +722,18 @@ impl<'a> ToolCall<'a> {
             "notify_tools" => self.notify_tools(),
             "crash" => {
                 note("crashing with exit code 3 as asked");
-                self.server.exit_between_lines(3)
+                self.server.out.exit_between_lines(3)
             }
             name => Err(RpcError::invalid_params(format!("Unknown tool: {name}"))),
         }
     }
 
     fn progress(&self) -> RpcResult {
-        let steps = self.unsigned("steps", 3)?;
-        let interval = Duration::from_millis(self.unsigned("interval_ms", 10)?);
+        let steps = self.arguments.unsigned("steps", Some(3))?;
+        let interval = Duration::from_millis(self.arguments.unsigned("interval_ms", Some(10))?);
         for step in 1..=steps {
             if step > 1 {
-                self.sleep_unless_cancelled(interval);
+                self.cancel.sleep(interval);
             }
             if self.cancel.is_cancelled() {
                 break;
@@ -972,18 +752,19 @@ impl<'a> ToolCall<'a> {
     }
 
     fn log(&self) -> RpcResult {
-        let level = self.string_or("level", "info")?;
+        let level = self.arguments.string_or("level", "info")?;
         if level_rank(level).is_none() {
             return Err(RpcError::invalid_params(format!(
                 "Invalid log level: {level}"
             )));
         }
-        self.server.log(self.meta, level, self.string("message")?);
+        self.server
+            .log(self.meta, level, self.arguments.string("message")?);
         Ok(text_result("logged"))
     }
 
     fn touch(&self) -> RpcResult {
-        let uri = self.string("uri")?;
+        let uri = self.arguments.string("uri")?;
         let sent = self.server.notify_listens(
             "notifications/resources/updated",
             &json!({"uri": uri}),
@@ -1022,7 +803,7 @@ impl<'a> ToolCall<'a> {
     }
 
     fn sample(&self) -> RpcResult {
-        let prompt = self.string("prompt")?;
+        let prompt = self.arguments.string("prompt")?;
         let input = self.input()?;
         let Some(answer) = input.response("completion") else {
             if !self.meta.declares("sampling") {
@@ -1037,7 +818,7 @@ impl<'a> ToolCall<'a> {
             });
             return Ok(self.input_required("completion", request, json!({})));
         };
-        let text = sampled_text(answer).ok_or_else(|| {
+        let text = sampled_text(answer).map_err(|_| {
             RpcError::invalid_params("Invalid input response completion: no text content")
         })?;
         Ok(text_result(format!("sampled: {text}")))
@@ -1111,51 +892,6 @@ impl<'a> ToolCall<'a> {
         };
         Ok(Input { responses, state })
     }
-
-    /// Sleeps for `duration` in short slices, returning early if the call is cancelled.
-    fn sleep_unless_cancelled(&self, duration: Duration) {
-        let deadline = Instant::now().checked_add(duration);
-        while !self.cancel.is_cancelled() {
-            let left = deadline.map_or(CANCEL_POLL_INTERVAL, |deadline| {
-                deadline.saturating_duration_since(Instant::now())
-            });
-            if left.is_zero() {
-                return;
-            }
-            thread::sleep(left.min(CANCEL_POLL_INTERVAL));
-        }
-    }
-
-    // --- Arguments ----------------------------------------------------------------------
-
-    fn string(&self, name: &str) -> Result<&'a str, RpcError> {
-        match self.arguments.get(name) {
-            None | Some(Value::Null) => Err(RpcError::invalid_params(format!(
-                "Missing argument: {name}"
-            ))),
-            Some(value) => value.as_str().ok_or_else(|| {
-                RpcError::invalid_params(format!("Invalid argument {name}: expected a string"))
-            }),
-        }
-    }
-
-    fn string_or(&self, name: &str, default: &'a str) -> Result<&'a str, RpcError> {
-        match self.arguments.get(name) {
-            None | Some(Value::Null) => Ok(default),
-            Some(_) => self.string(name),
-        }
-    }
-
-    fn unsigned(&self, name: &str, default: u64) -> Result<u64, RpcError> {
-        match self.arguments.get(name) {
-            None | Some(Value::Null) => Ok(default),
-            Some(value) => value.as_u64().ok_or_else(|| {
-                RpcError::invalid_params(format!(
-                    "Invalid argument {name}: expected a non-negative integer"
-                ))
-            }),
-        }
-    }
 }
 
 /// What a retried request brings back.
@@ -1212,15 +948,6 @@ fn elicited_answer(answer: &Value, key: &str) -> Result<String, RpcError> {
             }),
         None => Ok(answer["action"].as_str().unwrap_or_default().to_owned()),
     }
-}
-
-/// The text of a CreateMessageResult: `content` is one block or an array of blocks.
-fn sampled_text(result: &Value) -> Option<String> {
-    let block = match result.get("content")? {
-        Value::Array(blocks) => blocks.iter().find(|block| block.get("text").is_some())?,
-        block => block,
-    };
-    block.get("text")?.as_str().map(str::to_owned)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -42,30 +42,37 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import _harness
 import mcp.client.stdio as sdk_stdio
+from _harness import (
+    CHECK_TIMEOUT,
+    NOTIFICATION_TIMEOUT,
+    Report,
+    WatchedProcess,
+    describe,
+    kill_group_and_process,
+    only_text,
+    pid_alive,
+    print_block,
+)
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.shared.context import RequestContext
 
 # Generous bounds: these checks must pass on a loaded 2-core machine.
 SERVER_START_TIMEOUT = 60.0
-CHECK_TIMEOUT = 60.0
-NOTIFICATION_TIMEOUT = 15.0
 PROXY_EXIT_TIMEOUT = 20.0  # after its stdin closes
 SERVER_STOP_TIMEOUT = 15.0
 SDK_READ_TIMEOUT = timedelta(seconds=60)
 
-MCP_VERSION = version("mcp")
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "sdk_remote_server.py"
 SERVER_NAME = "sdk-remote-server"
@@ -93,139 +100,34 @@ SESSION_DELETED = re.compile(r'"DELETE /mcp HTTP/1\.1" 200')
 
 
 # ---------------------------------------------------------------------------------------
-# Reporting
-# ---------------------------------------------------------------------------------------
-
-
-class Report:
-    """Runs checks one at a time, each bounded, and prints one line per check."""
-
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
-
-    async def check(self, name: str, check: Awaitable[Any], timeout: float = CHECK_TIMEOUT) -> bool:
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(check, timeout)
-        except Exception as error:  # noqa: BLE001 - any failure of a check is reported
-            reason = (
-                describe(error)
-                if not isinstance(error, TimeoutError)
-                else f"timed out after {timeout:.0f} s"
-            )
-            self.fail(name, reason, time.monotonic() - started)
-            return False
-        self.passed += 1
-        print(f"PASS {name} ({time.monotonic() - started:.2f} s)", flush=True)
-        return True
-
-    def fail(self, name: str, reason: str, elapsed: float = 0.0) -> None:
-        self.failed.append(name)
-        print(f"FAIL {name} ({elapsed:.2f} s): {reason}", flush=True)
-
-    def skip_rest(self, names: list[str], reason: str) -> None:
-        for name in names:
-            self.fail(name, f"not run: {reason}")
-
-
-def describe(error: BaseException) -> str:
-    """One line for an exception, looking inside exception groups (anyio raises them)."""
-    if isinstance(error, BaseExceptionGroup):
-        return "; ".join(describe(inner) for inner in error.exceptions)
-    text = str(error) or repr(error)
-    return f"{type(error).__name__}: {text}"
-
-
-def print_block(title: str, lines: list[str], last: int = 200) -> None:
-    print(f"--- {title} (last {min(last, len(lines))} of {len(lines)} lines) ---", flush=True)
-    for line in lines[-last:]:
-        print(f"    {line[:2000]}")
-    print(f"--- end of {title} ---", flush=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
-# ---------------------------------------------------------------------------------------
 # The remote servers (FastMCP, one per transport)
 # ---------------------------------------------------------------------------------------
 
 
-class RemoteServer:
+class RemoteServer(WatchedProcess):
     """`sdk_remote_server.py TRANSPORT`, its output kept for diagnostics."""
 
     def __init__(self, transport: str) -> None:
+        super().__init__()
         self.transport = transport
-        self.process: asyncio.subprocess.Process | None = None
-        self.output_lines: list[str] = []
         self.base_url: str | None = None
-        self._listening = asyncio.Event()
-        self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SERVER_SCRIPT),
-            self.transport,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self._drain = asyncio.create_task(self._read_output())
-        listening = asyncio.create_task(self._listening.wait())
-        try:
-            await asyncio.wait(
-                {listening, self._drain},
-                timeout=SERVER_START_TIMEOUT,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            listening.cancel()
-        if not self._listening.is_set():
-            why = "its output closed" if self._drain.done() else f"{SERVER_START_TIMEOUT:.0f} s"
+        command = [sys.executable, str(SERVER_SCRIPT), self.transport]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if not await self._start(command, SERVER_START_TIMEOUT, env):
+            why = "its output closed" if self.output_closed else f"{SERVER_START_TIMEOUT:.0f} s"
             raise RuntimeError(f"no 'listening on' line from the {self.transport} server ({why})")
 
-    async def _read_output(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        pending = b""
-        while chunk := await self.process.stdout.read(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                self._scan(line.decode(errors="replace"))
-        if pending:
-            self._scan(pending.decode(errors="replace"))
-
     def _scan(self, line: str) -> None:
-        self.output_lines.append(line)
+        super()._scan(line)
         if self.base_url is None and (match := LISTENING.search(line)):
             self.base_url = match.group(1)
             self._listening.set()
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period."""
-        if self.process is None:
-            return
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), SERVER_STOP_TIMEOUT)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.process.wait(), SERVER_STOP_TIMEOUT)
-        if self._drain is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._drain, 5)
+        await self._stop(SERVER_STOP_TIMEOUT, raise_if_unreaped=False)
 
     def count(self, pattern: re.Pattern[str]) -> int:
         return sum(1 for line in self.output_lines if pattern.search(line))
@@ -240,11 +142,6 @@ class RemoteServer:
                     f"{pattern.pattern!r} after {NOTIFICATION_TIMEOUT:.0f} s, expected {count}"
                 )
             await asyncio.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,10 +181,7 @@ def kill_launched() -> None:
     """Last resort: no proxy outlives the test (each is in its own session/process group)."""
     for process in LAUNCHED:
         if process.returncode is None and pid_alive(process.pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(process.pid, signal.SIGKILL)
+            kill_group_and_process(process.pid)
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,32 +189,14 @@ def kill_launched() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-class Callbacks:
-    """The callbacks of one session, recording what they saw."""
+class Callbacks(_harness.Callbacks):
+    """The callbacks of one session, recording what they saw: sampling and logging (shared),
+    elicitation, roots, and what the SDK could not parse on stdout."""
 
     def __init__(self, label: str) -> None:
-        self.label = label
-        self.sampling_prompts: list[str] = []
+        super().__init__(label)
         self.elicitation_messages: list[str] = []
-        self.log_messages: list[types.LoggingMessageNotificationParams] = []
         self.stream_errors: list[str] = []
-        self._log_arrived = asyncio.Event()
-
-    def sampling_answer(self, prompt: str) -> str:
-        return f"{self.label} answers: {prompt[::-1]}"
-
-    async def sampling(
-        self, context: RequestContext[ClientSession, Any], params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        content = params.messages[0].content
-        prompt = content.text if isinstance(content, types.TextContent) else repr(content)
-        self.sampling_prompts.append(prompt)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=self.sampling_answer(prompt)),
-            model="interop-test-model",
-            stopReason="endTurn",
-        )
 
     def elicitation_answer(self) -> dict[str, Any]:
         return {"name": f"Ada via {self.label}", "confirm": True}
@@ -336,45 +212,15 @@ class Callbacks:
     async def roots(self, context: RequestContext[ClientSession, Any]) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[])
 
-    async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
-        self.log_messages.append(params)
-        self._log_arrived.set()
-
     async def messages(self, message: Any) -> None:
         """The session's message handler: records what the SDK could not parse on stdout."""
         if isinstance(message, Exception):
             self.stream_errors.append(describe(message))
 
-    async def wait_for_log(self, data: str) -> types.LoggingMessageNotificationParams:
-        """The first log message carrying `data`, waiting (bounded) for it to arrive."""
-        deadline = time.monotonic() + NOTIFICATION_TIMEOUT
-        while True:
-            self._log_arrived.clear()  # before scanning: no await between the two
-            for message in self.log_messages:
-                if message.data == data:
-                    return message
-            left = deadline - time.monotonic()
-            if left <= 0:
-                seen = [m.data for m in self.log_messages]
-                raise AssertionError(
-                    f"no log message {data!r} within {NOTIFICATION_TIMEOUT:.0f} s (seen: {seen})"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._log_arrived.wait(), left)
-
 
 # ---------------------------------------------------------------------------------------
 # The checks: one function each
 # ---------------------------------------------------------------------------------------
-
-
-def only_text(result: types.CallToolResult) -> str:
-    """The text of a tool result that must be a single text block and not an error."""
-    assert not result.isError, f"tool returned an error: {result.content}"
-    assert len(result.content) == 1, f"expected one content block, got {len(result.content)}"
-    block = result.content[0]
-    assert isinstance(block, types.TextContent), f"expected text content, got {block!r}"
-    return block.text
 
 
 async def check_initialize(session: ClientSession) -> None:
@@ -718,14 +564,7 @@ async def main(proxy_path: str) -> int:
 
 
 def finish(report: Report, started: float) -> int:
-    elapsed = time.monotonic() - started
-    print(f"python-sdk client-mode interop: mcp {MCP_VERSION}, {elapsed:.1f} s")
-    # The last line has the plain "N passed, N failed" form that test-log readers count.
-    print(
-        f"python-sdk-client-interop: {report.passed} passed, {len(report.failed)} failed",
-        flush=True,
-    )
-    return 1 if report.failed else 0
+    return report.finish(started, "python-sdk client-mode interop", "python-sdk-client-interop")
 
 
 if __name__ == "__main__":

@@ -32,28 +32,31 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from importlib.metadata import version
-from typing import Any
 
+from _harness import (
+    CHECK_TIMEOUT,
+    Callbacks,
+    Report,
+    WatchedProcess,
+    describe,
+    kill_group_and_process,
+    only_text,
+    pid_alive,
+)
 from mcp import ClientSession, types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.context import RequestContext
 
 # Generous bounds: these checks must pass on a loaded 2-core machine.
 PROXY_START_TIMEOUT = 20.0
-CHECK_TIMEOUT = 60.0
 SESSION_CLOSE_TIMEOUT = 20.0
-NOTIFICATION_TIMEOUT = 15.0
 PROXY_STOP_TIMEOUT = 15.0
 SDK_READ_TIMEOUT = timedelta(seconds=60)
 
-MCP_VERSION = version("mcp")
 FIXTURE_NAME = "mcp-example-server"
 LARGE_BYTES = 1_000_000
 CONCURRENT_CALLS = 20
@@ -65,110 +68,35 @@ CHILD_PID = re.compile(r"started .* \(pid (\d+)\)")
 
 
 # ---------------------------------------------------------------------------------------
-# Reporting
-# ---------------------------------------------------------------------------------------
-
-
-class Report:
-    """Runs checks one at a time, each bounded, and prints one line per check."""
-
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
-
-    async def check(self, name: str, check: Awaitable[Any], timeout: float = CHECK_TIMEOUT) -> bool:
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(check, timeout)
-        except Exception as error:  # noqa: BLE001 - any failure of a check is reported
-            reason = (
-                describe(error)
-                if not isinstance(error, TimeoutError)
-                else f"timed out after {timeout:.0f} s"
-            )
-            self.fail(name, reason, time.monotonic() - started)
-            return False
-        self.passed += 1
-        print(f"PASS {name} ({time.monotonic() - started:.2f} s)", flush=True)
-        return True
-
-    def fail(self, name: str, reason: str, elapsed: float = 0.0) -> None:
-        self.failed.append(name)
-        print(f"FAIL {name} ({elapsed:.2f} s): {reason}", flush=True)
-
-    def skip_rest(self, names: list[str], reason: str) -> None:
-        for name in names:
-            self.fail(name, f"not run: {reason}")
-
-
-def describe(error: BaseException) -> str:
-    """One line for an exception, looking inside exception groups (anyio raises them)."""
-    if isinstance(error, BaseExceptionGroup):
-        return "; ".join(describe(inner) for inner in error.exceptions)
-    text = str(error) or repr(error)
-    return f"{type(error).__name__}: {text}"
-
-
-# ---------------------------------------------------------------------------------------
 # The proxy process
 # ---------------------------------------------------------------------------------------
 
 
-class Proxy:
+class Proxy(WatchedProcess):
     """`mcp-proxy --port 0 -- FIXTURE`, its output (stderr and stdout) kept for diagnostics."""
 
     def __init__(self, proxy_path: str, fixture_path: str) -> None:
+        super().__init__()
         self.command = [proxy_path, "--port", "0"]
         if os.environ.get("INTEROP_PROXY_DEBUG"):
             self.command.append("--debug")
         self.command += ["--", fixture_path]
-        self.process: asyncio.subprocess.Process | None = None
-        self.output_lines: list[str] = []
         self.port: int | None = None
         self.child_pid: int | None = None
-        self._listening = asyncio.Event()
-        self._drain: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        self._drain = asyncio.create_task(self._read_output())
-        listening = asyncio.create_task(self._listening.wait())
-        try:
-            await asyncio.wait(
-                {listening, self._drain},
-                timeout=PROXY_START_TIMEOUT,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            listening.cancel()
-        if not self._listening.is_set():
+        if not await self._start(self.command, PROXY_START_TIMEOUT):
             why = (
-                "its output closed" if self._drain.done() else f"{PROXY_START_TIMEOUT:.0f} s passed"
+                "its output closed" if self.output_closed else f"{PROXY_START_TIMEOUT:.0f} s passed"
             )
             raise RuntimeError(f"no 'listening on' line before {why}")
 
-    async def _read_output(self) -> None:
-        """Keeps the pipe drained (a full pipe would block the proxy) and scans each line."""
-        assert self.process is not None and self.process.stdout is not None
-        pending = b""
-        while chunk := await self.process.stdout.read(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                self._scan(line.decode(errors="replace"))
-        if pending:
-            self._scan(pending.decode(errors="replace"))
-
     def _scan(self, line: str) -> None:
-        self.output_lines.append(line)
+        super()._scan(line)
         if self.port is None and (match := LISTENING.search(line)):
             self.port = int(match.group(1))
             self._listening.set()
@@ -177,32 +105,13 @@ class Proxy:
 
     async def terminate(self) -> int | None:
         """SIGTERM, then SIGKILL after a grace period. Returns the exit code."""
-        if self.process is None:
-            return None
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), PROXY_STOP_TIMEOUT)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                await asyncio.wait_for(self.process.wait(), PROXY_STOP_TIMEOUT)
-        if self._drain is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._drain, 5)
-        return self.process.returncode
+        return await self._stop(PROXY_STOP_TIMEOUT, raise_if_unreaped=True)
 
     def kill_leftovers(self) -> None:
         """Last resort: the proxy and its child must not outlive the test."""
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+        self.kill()
         if self.child_pid is not None and pid_alive(self.child_pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.child_pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.child_pid, signal.SIGKILL)
+            kill_group_and_process(self.child_pid)
 
     def print_output(self, last: int = 200) -> None:
         print(f"--- last {last} lines of the proxy's output ---", flush=True)
@@ -211,65 +120,9 @@ class Proxy:
         print("--- end of the proxy's output ---", flush=True)
 
 
-def pid_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
 # ---------------------------------------------------------------------------------------
-# Client callbacks: what a client application would plug into ClientSession
+# Client sessions: the SDK's own clients, with the callbacks of _harness.Callbacks
 # ---------------------------------------------------------------------------------------
-
-
-class Callbacks:
-    """The sampling and logging callbacks of one session, recording what they saw."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.sampling_prompts: list[str] = []
-        self.log_messages: list[types.LoggingMessageNotificationParams] = []
-        self._log_arrived = asyncio.Event()
-
-    def sampling_answer(self, prompt: str) -> str:
-        return f"{self.label} answers: {prompt[::-1]}"
-
-    async def sampling(
-        self, context: RequestContext[ClientSession, Any], params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult:
-        content = params.messages[0].content
-        prompt = content.text if isinstance(content, types.TextContent) else repr(content)
-        self.sampling_prompts.append(prompt)
-        return types.CreateMessageResult(
-            role="assistant",
-            content=types.TextContent(type="text", text=self.sampling_answer(prompt)),
-            model="interop-test-model",
-            stopReason="endTurn",
-        )
-
-    async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
-        self.log_messages.append(params)
-        self._log_arrived.set()
-
-    async def wait_for_log(self, data: str) -> types.LoggingMessageNotificationParams:
-        """The first log message carrying `data`, waiting (bounded) for it to arrive."""
-        deadline = time.monotonic() + NOTIFICATION_TIMEOUT
-        while True:
-            self._log_arrived.clear()  # before scanning: no await between the two
-            for message in self.log_messages:
-                if message.data == data:
-                    return message
-            left = deadline - time.monotonic()
-            if left <= 0:
-                seen = [m.data for m in self.log_messages]
-                raise AssertionError(
-                    f"no log message {data!r} within {NOTIFICATION_TIMEOUT:.0f} s (seen: {seen})"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._log_arrived.wait(), left)
 
 
 @contextlib.asynccontextmanager
@@ -295,15 +148,6 @@ async def open_session(transport: str, url: str, callbacks: Callbacks):
 # ---------------------------------------------------------------------------------------
 # The checks: one function each
 # ---------------------------------------------------------------------------------------
-
-
-def only_text(result: types.CallToolResult) -> str:
-    """The text of a tool result that must be a single text block and not an error."""
-    assert not result.isError, f"tool returned an error: {result.content}"
-    assert len(result.content) == 1, f"expected one content block, got {len(result.content)}"
-    block = result.content[0]
-    assert isinstance(block, types.TextContent), f"expected text content, got {block!r}"
-    return block.text
 
 
 async def check_initialize(session: ClientSession) -> None:
@@ -542,11 +386,7 @@ async def main(proxy_path: str, fixture_path: str) -> int:
         proxy.kill_leftovers()
     if report.failed or os.environ.get("INTEROP_SHOW_OUTPUT"):
         proxy.print_output()
-    elapsed = time.monotonic() - started
-    print(f"python-sdk interop: mcp {MCP_VERSION}, {elapsed:.1f} s")
-    # The last line has the plain "N passed, N failed" form that test-log readers count.
-    print(f"python-sdk-interop: {report.passed} passed, {len(report.failed)} failed", flush=True)
-    return 1 if report.failed else 0
+    return report.finish(started, "python-sdk interop", "python-sdk-interop")
 
 
 if __name__ == "__main__":
