@@ -100,3 +100,20 @@ pub fn watch_signals(
         })?;
     Ok(())
 }
+
+/// Runs `stop` on every item at once, each on a thread of its own (stopping a child takes up
+/// to two grace periods; several in turn would add up), and returns when all are done. An
+/// item whose thread cannot start is stopped on this thread, in turn.
+pub fn stop_all<T: Sync>(items: &[T], stop: impl Fn(&T) + Sync) {
+    let stop = &stop;
+    std::thread::scope(|scope| {
+        for item in items {
+            let spawned = std::thread::Builder::new()
+                .name("stop".into())
+                .spawn_scoped(scope, move || stop(item));
+            if spawned.is_err() {
+                stop(item);
+            }
+        }
+    });
+}

@@ -176,7 +176,9 @@ fn check_id(id: &RawValue) -> Result<(), Invalid> {
     }
 }
 
-/// Finds one member of a raw JSON object without building the rest.
+/// Finds one member of a raw JSON object without building the rest. Of a key written twice,
+/// the last wins, as in every parser the child may use (serde_json's `Value`, Python, JS):
+/// what we check must be what the child reads.
 pub fn param_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
     use serde::de::{MapAccess, Visitor};
     struct Find<'n>(&'n str);
@@ -188,7 +190,7 @@ pub fn param_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
         fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
             let mut found = None;
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                if found.is_none() && key == self.0 {
+                if key == self.0 {
                     found = Some(map.next_value::<&'de RawValue>()?);
                 } else {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -287,6 +289,12 @@ mod tests {
             Err(Invalid::Parse(_))
         ));
         assert_eq!(Envelope::parse(" \r\n\t[1]").unwrap_err(), Invalid::Batch);
+    }
+
+    #[test]
+    fn a_member_written_twice_is_read_as_its_last_value() {
+        let raw: &RawValue = serde_json::from_str(r#"{"name":"echo","x":1,"name":"add"}"#).unwrap();
+        assert_eq!(param_of(raw, "name").unwrap().get(), r#""add""#);
     }
 
     #[test]

@@ -180,11 +180,7 @@ impl Pool {
 
     pub fn stop(&self) {
         let all: Vec<Arc<Mux>> = self.lock().tenants.drain().map(|(_, t)| t.mux).collect();
-        std::thread::scope(|scope| {
-            for mux in &all {
-                scope.spawn(move || mux.stop());
-            }
-        });
+        crate::shutdown::stop_all(&all, |mux| mux.stop());
     }
 }
 

@@ -8,7 +8,7 @@ use tiny_http::Request;
 
 use super::respond::request_header;
 use crate::config::ServerSpec;
-use crate::mux::{Mux, MuxOptions, Pool, Refused};
+use crate::mux::{Mux, MuxOptions, Pool, Refused, Status};
 
 pub enum Backend {
     Shared(Arc<Mux>),
@@ -43,6 +43,25 @@ impl Backend {
                     .map(|h| request_header(rq, h).map(str::to_string))
                     .collect();
                 pool.get(values)
+            }
+        }
+    }
+
+    /// The server's state in one word: its child's; for tenants, `running` when every
+    /// tenant's child runs (or none is started yet), else `degraded`.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Backend::Shared(mux) => mux.status().name(),
+            Backend::PerTenant(pool) => {
+                let tenants = pool.tenants();
+                if tenants
+                    .iter()
+                    .all(|(_, mux)| mux.status() == Status::Running)
+                {
+                    "running"
+                } else {
+                    "degraded"
+                }
             }
         }
     }

@@ -128,16 +128,7 @@ pub fn run(settings: ServerSettings, shutdown: Shutdown) -> Result<(), Error> {
     let _ = reaper.join();
 
     info!("shutting down: stopping {} server(s)", app.servers.len());
-    thread::scope(|scope| {
-        for backend in &app.servers {
-            let stopping = thread::Builder::new()
-                .name("stop".into())
-                .spawn_scoped(scope, move || backend.stop());
-            if stopping.is_err() {
-                backend.stop(); // no thread to spare: stop this one here, in turn.
-            }
-        }
-    });
+    crate::shutdown::stop_all(&app.servers, Backend::stop);
     info!("shutdown complete");
     Ok(())
 }
@@ -390,8 +381,7 @@ fn handle(app: &App, rq: Request) {
             return respond::rpc_error(rq, 403, crate::jsonrpc::error::INVALID_REQUEST, why, &[]);
         }
     };
-    let url = rq.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let path = rq.url().split_once('?').map_or(rq.url(), |(path, _)| path);
     let route = route(app, path);
     if !matches!(route, Route::Health)
         && !app
@@ -444,7 +434,7 @@ fn handle(app: &App, rq: Request) {
             app.touch();
             sse::stream(app, &mux, rq, &prefix, &extra)
         }
-        Endpoint::Messages => sse::post(app, &mux, rq, query, &extra),
+        Endpoint::Messages => sse::post(app, &mux, rq, &extra),
     }
 }
 
@@ -459,8 +449,13 @@ fn ready(mux: &Mux) -> Result<(), Refused> {
     mux.wait_ready(limits::CHILD_INIT_TIMEOUT)
 }
 
-/// Answers a refusal of the mux: its HTTP status, and a JSON-RPC error body.
+/// Answers a refusal of the mux: its HTTP status, and a JSON-RPC error body without an id.
 fn refuse(rq: Request, refused: &Refused, extra: &[tiny_http::Header]) {
+    refuse_request(rq, "null", refused, extra);
+}
+
+/// Answers a refusal of the request with id `id` (raw JSON): as [`refuse`], with that id.
+fn refuse_request(rq: Request, id: &str, refused: &Refused, extra: &[tiny_http::Header]) {
     let code = match refused {
         Refused::UnknownSession | Refused::StreamAlreadyOpen => {
             crate::jsonrpc::error::INVALID_REQUEST
@@ -469,7 +464,8 @@ fn refuse(rq: Request, refused: &Refused, extra: &[tiny_http::Header]) {
             crate::jsonrpc::error::SERVER_UNAVAILABLE
         }
     };
-    respond::rpc_error(rq, status_of(refused), code, &refused.to_string(), extra);
+    let body = crate::jsonrpc::error::response(id, code, &refused.to_string());
+    respond::json(rq, status_of(refused), &body, extra);
 }
 
 /// The HTTP status for a refusal of the mux.

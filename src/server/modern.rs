@@ -14,25 +14,23 @@
 //!    line it asked for) arrives before the response: then an SSE stream; a client that
 //!    closes it cancels the request at the child.
 
+use std::borrow::Cow;
+
 use crossbeam_channel::{Receiver, select};
 use log::debug;
+use serde_json::value::RawValue;
 use tiny_http::Request;
 
 use super::respond::{self, Extra, SseStream, request_header};
-use super::{App, refuse};
+use super::streamable::{Until, pump_stream};
+use super::{App, refuse_request};
 use crate::jsonrpc::envelope::{Envelope, param_of, span_of, splice};
+use crate::jsonrpc::error::{HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION};
+use crate::jsonrpc::meta::{CLIENT_CAPABILITIES, LOG_LEVEL, PROTOCOL_VERSION};
 use crate::jsonrpc::{self, Kind, error as rpc};
 use crate::limits;
 use crate::mux::session::{ClientCaps, log_rank};
 use crate::mux::{ListenFilter, MODERN_VERSIONS, Mux, Outbound, Reply, StreamTx};
-
-/// `HeaderMismatch`: a header and the body disagree, or a required header is missing.
-pub const HEADER_MISMATCH: i64 = -32020;
-/// `UnsupportedProtocolVersion`.
-pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
-
-const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
-const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// Methods that exist only in the session era: a modern client gets 404 for them.
 const LEGACY_ONLY: [&str; 6] = [
@@ -53,10 +51,26 @@ const CACHEABLE: [&str; 5] = [
     "resources/read",
 ];
 
-/// The protocol version a modern message names in its `_meta`, if any.
-fn body_version(env: &Envelope<'_>) -> Option<String> {
-    let meta = env.param("_meta")?;
-    serde_json::from_str(param_of(meta, VERSION_KEY)?.get()).ok()
+/// The `_meta` of a message's params, looked up once (it is read for the era, the
+/// validation, the capabilities and the log level).
+pub struct Meta<'a> {
+    raw: Option<&'a RawValue>,
+    /// The protocol version it names, if any: a message that names one is modern.
+    version: Option<String>,
+}
+
+impl<'a> Meta<'a> {
+    pub fn of(env: &Envelope<'a>) -> Meta<'a> {
+        let raw = env.param("_meta");
+        let version = raw
+            .and_then(|m| param_of(m, PROTOCOL_VERSION))
+            .and_then(|v| serde_json::from_str(v.get()).ok());
+        Meta { raw, version }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        param_of(self.raw?, key)
+    }
 }
 
 /// Whether a version belongs to the modern era (2026-07-28 and later).
@@ -65,8 +79,8 @@ pub fn is_modern_version(version: &str) -> bool {
 }
 
 /// Whether a POST speaks the modern era.
-pub fn is_modern(rq: &Request, env: &Envelope<'_>) -> bool {
-    body_version(env).is_some()
+pub fn is_modern(rq: &Request, meta: &Meta<'_>) -> bool {
+    meta.version.is_some()
         || request_header(rq, "MCP-Protocol-Version").is_some_and(|v| is_modern_version(v.trim()))
 }
 
@@ -109,19 +123,18 @@ impl Rejection {
 }
 
 /// Checks the headers against the body, then the version.
-fn validate(rq: &Request, env: &Envelope<'_>, mux: &Mux) -> Result<(), Rejection> {
+fn validate(rq: &Request, env: &Envelope<'_>, meta: &Meta<'_>, mux: &Mux) -> Result<(), Rejection> {
     let header = request_header(rq, "MCP-Protocol-Version").map(str::trim);
-    let body = body_version(env);
+    let body = meta.version.as_deref();
     if header.is_none() {
         return Err(Rejection::mismatch(
             "Header mismatch: the MCP-Protocol-Version header is required".into(),
         ));
     }
     if env.kind == Kind::Request {
-        let meta = env.param("_meta");
-        let missing: Vec<&str> = [VERSION_KEY, CAPABILITIES_KEY]
+        let missing: Vec<&str> = [PROTOCOL_VERSION, CLIENT_CAPABILITIES]
             .into_iter()
-            .filter(|key| meta.and_then(|m| param_of(m, key)).is_none())
+            .filter(|key| meta.get(key).is_none())
             .collect();
         if !missing.is_empty() {
             return Err(Rejection {
@@ -132,7 +145,7 @@ fn validate(rq: &Request, env: &Envelope<'_>, mux: &Mux) -> Result<(), Rejection
             });
         }
     }
-    match (header, body.as_deref()) {
+    match (header, body) {
         (Some(h), Some(b)) if h != b => {
             return Err(Rejection::mismatch(format!(
                 "Header mismatch: MCP-Protocol-Version header {h:?} does not match body value {b:?}"
@@ -140,12 +153,12 @@ fn validate(rq: &Request, env: &Envelope<'_>, mux: &Mux) -> Result<(), Rejection
         }
         (Some(h), None) if env.kind == Kind::Request => {
             return Err(Rejection::mismatch(format!(
-                "Header mismatch: MCP-Protocol-Version header {h:?} but no {VERSION_KEY} in _meta"
+                "Header mismatch: MCP-Protocol-Version header {h:?} but no {PROTOCOL_VERSION} in _meta"
             )));
         }
         _ => {}
     }
-    let version = body.as_deref().or(header).unwrap_or_default();
+    let version = body.or(header).unwrap_or_default();
     if !MODERN_VERSIONS.contains(&version) {
         let supported: Vec<String> = all_versions().iter().map(|v| jsonrpc::quote(v)).collect();
         return Err(Rejection {
@@ -295,9 +308,17 @@ pub fn decode_header_value(value: &str) -> Option<String> {
 }
 
 /// Serves one modern POST.
-pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, extra: &Extra) {
+pub fn post(
+    app: &App,
+    mux: &Mux,
+    rq: Request,
+    text: &str,
+    env: &Envelope<'_>,
+    meta: &Meta<'_>,
+    extra: &Extra,
+) {
     let id = env.id.map_or("null", |id| id.get());
-    if let Err(rejection) = validate(&rq, env, mux) {
+    if let Err(rejection) = validate(&rq, env, meta, mux) {
         debug!("modern request refused: {}", rejection.message);
         return rejection.send(rq, id, extra);
     }
@@ -318,12 +339,11 @@ pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, e
     if method == "server/discover" {
         return match mux.discover(id) {
             Ok(body) => respond::json(rq, 200, &body, extra),
-            Err(refused) => refuse(rq, &refused, extra),
+            Err(refused) => refuse_request(rq, id, &refused, extra),
         };
     }
-    let meta = env.param("_meta");
     let caps = meta
-        .and_then(|m| param_of(m, CAPABILITIES_KEY))
+        .get(CLIENT_CAPABILITIES)
         .map(|c| ClientCaps {
             sampling: param_of(c, "sampling").is_some(),
             elicitation: param_of(c, "elicitation").is_some(),
@@ -331,12 +351,12 @@ pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, e
         })
         .unwrap_or_default();
     let log_level = meta
-        .and_then(|m| param_of(m, "io.modelcontextprotocol/logLevel"))
+        .get(LOG_LEVEL)
         .and_then(|l| serde_json::from_str::<String>(l.get()).ok())
         .and_then(|l| log_rank(&l));
     let session = match mux.open_modern_session(caps, log_level) {
         Ok(session) => session,
-        Err(refused) => return refuse(rq, &refused, extra),
+        Err(refused) => return refuse_request(rq, id, &refused, extra),
     };
     let (tx, rx) = StreamTx::channel(limits::STREAM_QUEUE);
     let reply = Reply::Direct {
@@ -355,13 +375,20 @@ pub fn post(app: &App, mux: &Mux, rq: Request, text: &str, env: &Envelope<'_>, e
         mux.client_message(session, text, env, Some(reply))
     };
     match submitted {
-        Err(refused) => refuse(rq, &refused, extra),
-        Ok(()) if method == "subscriptions/listen" => listen_stream(app, rq, &rx, extra),
+        Err(refused) => refuse_request(rq, id, &refused, extra),
+        Ok(()) if method == "subscriptions/listen" => {
+            // Open until the client leaves or we shut down.
+            let mut sse = SseStream::start(rq, extra);
+            if pump_stream(app, &mut sse, &rx, Until::SessionEnds) {
+                let _ = sse.finish(); // the client may be gone; nothing to report.
+            }
+        }
         Ok(()) => {
             let server_info = mux.server_info();
             let uri = env.param("uri").map(|u| u.get());
-            let finish = |text: &str| complete(text, method, uri, server_info.as_deref());
-            reply_to(app, rq, &rx, extra, &finish);
+            let finish: &dyn Fn(&str) -> (u16, Cow<'_, str>) =
+                &|text| complete(text, method, uri, server_info.as_deref());
+            reply_to(app, rq, &rx, extra, finish);
         }
     }
     mux.close_session(session, "modern request done");
@@ -392,7 +419,7 @@ fn reply_to(
     rq: Request,
     rx: &Receiver<Outbound>,
     extra: &Extra,
-    finish: &dyn Fn(&str) -> (u16, String),
+    finish: &dyn Fn(&str) -> (u16, Cow<'_, str>),
 ) {
     let first = select! {
         recv(rx) -> m => m.ok(),
@@ -405,82 +432,43 @@ fn reply_to(
         let (status, body) = finish(&first.text);
         return respond::json(rq, status, &body, extra);
     }
-    let Ok(mut sse) = SseStream::start(rq, extra) else {
-        return;
-    };
-    let mut next = Some(first);
-    loop {
-        let message = match next.take() {
-            Some(m) => m,
-            None => select! {
-                recv(rx) -> m => match m { Ok(m) => m, Err(_) => break },
-                recv(app.shutdown.receiver()) -> _ => break,
-                default(app.keepalive) => {
-                    if sse.comment("").is_err() { return; }
-                    continue;
-                }
-            },
-        };
-        let text = if message.last {
-            finish(&message.text).1
-        } else {
-            message.text.to_string()
-        };
-        if let Err(e) = sse.message(None, &text) {
-            // Closing the stream cancels the request (2026-07-28): the caller closes the
-            // session, which cancels what is still in flight at the child.
-            return debug!("modern client left its stream: {e}");
-        }
-        if message.last {
-            break;
-        }
+    // The head and the first message go out together, with whatever follows at once.
+    let mut sse = SseStream::start(rq, extra);
+    let finish_text: &dyn Fn(&str) -> Cow<'_, str> = &|text| finish(text).1;
+    // Closing the stream cancels the request (2026-07-28): the caller closes the session,
+    // which cancels what is still in flight at the child.
+    let ended = sse.queue_message(None, &first.text).is_ok()
+        && pump_stream(app, &mut sse, rx, Until::LastAs(finish_text));
+    if ended {
+        let _ = sse.finish(); // the client may be gone; nothing to report.
     }
-    let _ = sse.finish(); // the client may be gone; nothing to report.
-}
-
-/// The listen stream: open until the client leaves or we shut down.
-fn listen_stream(app: &App, rq: Request, rx: &Receiver<Outbound>, extra: &Extra) {
-    let Ok(mut sse) = SseStream::start(rq, extra) else {
-        return;
-    };
-    loop {
-        select! {
-            recv(rx) -> m => match m {
-                Ok(m) => if sse.message(None, &m.text).is_err() { return },
-                Err(_) => break,
-            },
-            recv(app.shutdown.receiver()) -> _ => break,
-            default(app.keepalive) => if sse.comment("").is_err() { return },
-        }
-    }
-    let _ = sse.finish(); // the client may be gone; nothing to report.
 }
 
 /// The child's final message as a modern client expects it: `resultType` on a result (and
 /// the caching fields and `serverInfo` where due), -32002 as -32602, and the HTTP status
 /// (404 for an unknown method).
-pub fn complete(
-    text: &str,
+pub fn complete<'t>(
+    text: &'t str,
     method: &str,
     uri: Option<&str>,
     server_info: Option<&str>,
-) -> (u16, String) {
+) -> (u16, Cow<'t, str>) {
     let Ok(env) = Envelope::parse(text) else {
-        return (200, text.to_string());
+        return (200, Cow::Borrowed(text));
     };
     if let Some(error) = env.error {
         let code = param_of(error, "code").map(|c| c.get());
         return match code {
-            Some("-32601") => (404, text.to_string()),
-            Some("-32020" | "-32021" | "-32022") => (400, text.to_string()),
+            Some("-32601") => (404, Cow::Borrowed(text)),
+            Some("-32020" | "-32021" | "-32022") => (400, Cow::Borrowed(text)),
             Some("-32002" | "-32602") if method == "resources/read" => {
-                (200, resource_not_found(text, error, uri))
+                (200, Cow::Owned(resource_not_found(text, error, uri)))
             }
-            _ => (200, text.to_string()),
+            _ => (200, Cow::Borrowed(text)),
         };
     }
     let Some(result) = env.result else {
-        return (200, text.to_string());
+        return (200, Cow::Borrowed(text));
     };
     let mut fields = Vec::new();
     if param_of(result, "resultType").is_none() {
@@ -502,7 +490,7 @@ pub fn complete(
         ));
     }
     if fields.is_empty() {
-        return (200, text.to_string());
+        return (200, Cow::Borrowed(text));
     }
     let raw = result.get();
     let empty = raw[1..raw.len() - 1].trim().is_empty();
@@ -511,27 +499,23 @@ pub fn complete(
         insert.push(',');
     }
     let at = span_of(text, raw).start + 1;
-    (200, splice(text, &mut [(at..at, &insert)]))
+    (200, Cow::Owned(splice(text, &mut [(at..at, &insert)])))
 }
 
 /// A resource that does not exist: -32602 with `data.uri` in 2026-07-28 (-32002 before).
-fn resource_not_found(
-    text: &str,
-    error: &serde_json::value::RawValue,
-    uri: Option<&str>,
-) -> String {
+fn resource_not_found(text: &str, error: &RawValue, uri: Option<&str>) -> String {
     let code = param_of(error, "code").expect("matched on it");
-    let mut edits = vec![(span_of(text, code.get()), "-32602".to_string())];
-    if let Some(uri) = uri
-        && param_of(error, "data").is_none()
-    {
-        let raw = error.get();
-        let at = span_of(text, raw).end - 1; // before the error object's closing brace
-        edits.push((at..at, format!(r#","data":{{"uri":{uri}}}"#)));
+    let code_edit = (span_of(text, code.get()), "-32602");
+    let data = uri
+        .filter(|_| param_of(error, "data").is_none())
+        .map(|uri| format!(r#","data":{{"uri":{uri}}}"#));
+    match &data {
+        Some(data) => {
+            let at = span_of(text, error.get()).end - 1; // before the error's closing brace
+            splice(text, &mut [code_edit, (at..at, data)])
+        }
+        None => splice(text, &mut [code_edit]),
     }
-    let mut borrowed: Vec<(std::ops::Range<usize>, &str)> =
-        edits.iter().map(|(r, s)| (r.clone(), s.as_str())).collect();
-    splice(text, &mut borrowed)
 }
 
 #[cfg(test)]

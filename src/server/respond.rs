@@ -2,6 +2,7 @@
 //! that own the socket and flush every event (tiny_http's chunked `Response` would sit in a
 //! buffer). Every path ends in an explicit response; an automatic 500 would mean a bug here.
 
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 
 use log::debug;
@@ -68,6 +69,16 @@ pub fn empty(rq: Request, status: u16, extra: &[Header]) {
     send(rq, status, None, Vec::new(), extra);
 }
 
+/// Whether the request's `Content-Type` is `application/json` (parameters aside); `None`
+/// without one.
+pub fn content_type_is_json(rq: &Request) -> Option<bool> {
+    request_header(rq, "Content-Type").map(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
 /// Why a body could not be read.
 pub enum BodyError {
     TooLarge,
@@ -108,16 +119,10 @@ pub struct SseStream {
 const MAX_PENDING: usize = 64 * 1024;
 
 impl SseStream {
-    /// Writes the response head at once. HTTP/1.0 clients get a close-delimited body.
-    pub fn start(rq: Request, extra: &[Header]) -> io::Result<SseStream> {
-        let mut sse = SseStream::start_deferred(rq, extra);
-        sse.send_pending()?;
-        Ok(sse)
-    }
-
-    /// Like `start`, but the head waits for the first write ([`SseStream::send_pending`] or
-    /// an event), for a caller that will write or wait soon.
-    pub fn start_deferred(rq: Request, extra: &[Header]) -> SseStream {
+    /// Takes the request's socket for an SSE body. The head waits for the first write
+    /// ([`SseStream::send_pending`] or an event), so it goes out with the first event. HTTP/1.0
+    /// clients get a close-delimited body.
+    pub fn start(rq: Request, extra: &[Header]) -> SseStream {
         let chunked = rq.http_version() >= &tiny_http::HTTPVersion(1, 1);
         let mut head = String::from(
             "HTTP/1.1 200 OK\r\n\
@@ -131,7 +136,8 @@ impl SseStream {
             "Connection: close\r\n"
         });
         for h in extra {
-            head.push_str(&format!("{}: {}\r\n", h.field, h.value));
+            // Writing to a String cannot fail.
+            let _ = write!(head, "{}: {}\r\n", h.field, h.value);
         }
         head.push_str("\r\n");
         let mut pending = Vec::with_capacity(1024);
@@ -206,8 +212,9 @@ impl SseStream {
         encode(&mut self.pending)?;
         if self.chunked {
             let len = self.pending.len() - start - 10;
-            let size = format!("{len:08x}");
-            self.pending[start..start + 8].copy_from_slice(size.as_bytes());
+            // Eight hex digits always fit the eight bytes kept for them (an event is far
+            // below 4 GiB: its message was capped).
+            write!(&mut self.pending[start..start + 8], "{len:08x}")?;
             self.pending.extend_from_slice(b"\r\n");
         }
         Ok(())

@@ -10,22 +10,16 @@ use std::sync::atomic::Ordering;
 use log::{debug, info};
 use tiny_http::{Method, Request};
 
-use super::respond::{self, BodyError, Extra, SseStream, request_header};
-use super::streamable::pump_stream;
+use super::respond::{self, BodyError, Extra, SseStream};
+use super::streamable::{Until, pump_stream};
 use super::{App, ready, refuse, status_of};
-use crate::jsonrpc::{Envelope, Kind, error as rpc};
+use crate::jsonrpc::{Envelope, Kind};
 use crate::limits;
 use crate::mux::{Mux, SessionId, StreamTx};
 
 pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
     if let Err(refused) = ready(mux) {
-        return respond::rpc_error(
-            rq,
-            503,
-            rpc::SERVER_UNAVAILABLE,
-            &refused.to_string(),
-            extra,
-        );
+        return refuse(rq, &refused, extra);
     }
     if *rq.method() == Method::Head {
         let mut headers = extra.clone();
@@ -43,11 +37,11 @@ pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
         mux.label
     );
     // The head goes out with the endpoint event, in one write.
-    let mut sse = SseStream::start_deferred(rq, extra);
+    let mut sse = SseStream::start(rq, extra);
     let endpoint = format!("{prefix}/messages/?session_id={session}");
     match sse.event("endpoint", &endpoint) {
         Ok(()) => {
-            if pump_stream(app, &mut sse, &rx, false) {
+            if pump_stream(app, &mut sse, &rx, Until::SessionEnds) {
                 let _ = sse.finish(); // the client may be gone; nothing to report.
             }
         }
@@ -66,8 +60,9 @@ fn session_param(query: &str) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
-pub fn post(app: &App, mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
+pub fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
     app.touch();
+    let query = rq.url().split_once('?').map_or("", |(_, query)| query);
     let Some(raw) = session_param(query) else {
         return respond::text(rq, 400, "session_id is required", extra);
     };
@@ -80,13 +75,8 @@ pub fn post(app: &App, mux: &Mux, mut rq: Request, query: &str, extra: &Extra) {
     if let Err(refused) = ready(mux) {
         return respond::text(rq, 503, &refused.to_string(), extra);
     }
-    if request_header(&rq, "Content-Type").is_some_and(|ct| {
-        !ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .eq_ignore_ascii_case("application/json")
-    }) {
+    // Unlike on `/mcp`, a POST without a Content-Type is accepted.
+    if respond::content_type_is_json(&rq) == Some(false) {
         return respond::text(rq, 400, "Invalid Content-Type header", extra);
     }
     let body = match respond::read_body(&mut rq, app.limits.max_message_bytes) {

@@ -8,16 +8,14 @@ use std::sync::atomic::Ordering;
 use serde_json::{Map, Value, json};
 use tiny_http::{Method, Request};
 
-use super::App;
 use super::backend::Backend;
 use super::respond::{self, Extra};
-use crate::mux::{Mux, Status};
+use super::{App, method_not_allowed};
+use crate::mux::Mux;
 
 pub fn handle(app: &App, rq: Request, extra: &Extra) {
     if !matches!(rq.method(), Method::Get | Method::Head) {
-        let mut headers = extra.clone();
-        headers.push(respond::header("Allow", "GET, HEAD"));
-        return respond::text(rq, 405, "Method Not Allowed", &headers);
+        return method_not_allowed(rq, "GET, HEAD", extra);
     }
     respond::json(rq, 200, &body(app).to_string(), extra);
 }
@@ -27,8 +25,9 @@ fn body(app: &App) -> Value {
     let mut servers = Map::new();
     for backend in &app.servers {
         let label = backend.label().to_string();
-        let (state, detail) = match backend {
-            Backend::Shared(mux) => (mux.status().name(), child(mux)),
+        let state = backend.state();
+        let detail = match backend {
+            Backend::Shared(mux) => child(mux),
             Backend::PerTenant(_) => {
                 // Tenants are named by number only: their header values are secrets.
                 let tenants: Vec<Value> = backend
@@ -40,12 +39,7 @@ fn body(app: &App) -> Value {
                         v
                     })
                     .collect();
-                let state = if tenants.iter().all(|t| t["state"] == "running") {
-                    "running"
-                } else {
-                    "degraded"
-                };
-                (state, json!({"state": state, "tenants": tenants}))
+                json!({"state": state, "tenants": tenants})
             }
         };
         instances.insert(label.clone(), json!(state));
@@ -78,23 +72,13 @@ fn child(mux: &Mux) -> Value {
 /// balancers); the body names each server's state.
 pub fn health(app: &App, rq: Request, extra: &Extra) {
     if !matches!(rq.method(), Method::Get | Method::Head) {
-        let mut headers = extra.clone();
-        headers.push(respond::header("Allow", "GET, HEAD"));
-        return respond::text(rq, 405, "Method Not Allowed", &headers);
+        return method_not_allowed(rq, "GET, HEAD", extra);
     }
     let mut servers = Map::new();
     let mut healthy = true;
     for backend in &app.servers {
-        let children = backend.children();
-        let running = children
-            .iter()
-            .all(|(_, mux)| mux.status() == Status::Running);
-        healthy &= running;
-        let state = match (backend, children.first()) {
-            (Backend::Shared(_), Some((_, mux))) => mux.status().name(),
-            _ if running => "running",
-            _ => "degraded",
-        };
+        let state = backend.state();
+        healthy &= state == "running";
         servers.insert(backend.label().to_string(), json!(state));
     }
     let body = json!({"status": if healthy { "ok" } else { "unavailable" }, "servers": servers});

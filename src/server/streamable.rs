@@ -6,6 +6,8 @@
 //! - GET opens the session's stream for unrelated messages (one at a time: 409);
 //!   DELETE ends the session. `--stateless`: no sessions; GET and DELETE get 405.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, select};
@@ -14,7 +16,7 @@ use tiny_http::{Method, Request};
 
 use super::hangup::Hangup;
 use super::respond::{self, BodyError, Extra, SseStream, header, request_header};
-use super::{App, modern, ready, refuse, status_of};
+use super::{App, modern, ready, refuse, refuse_request};
 use crate::jsonrpc::{self, Envelope, Kind, error as rpc};
 use crate::limits;
 use crate::mux::{EventId, Mux, Outbound, Reply, SessionId, StreamTx};
@@ -72,28 +74,15 @@ fn accepts(rq: &Request) -> Accepts {
         sse: false,
     };
     for item in accept.split(',') {
-        let media = item
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match media.as_str() {
-            "application/json" | "application/*" => a.json = true,
-            "text/event-stream" => a.sse = true,
-            "*/*" => a.json = true,
-            _ => {}
+        let media = item.split(';').next().unwrap_or("").trim();
+        let is = |name: &str| media.eq_ignore_ascii_case(name);
+        if is("application/json") || is("application/*") || is("*/*") {
+            a.json = true;
+        } else if is("text/event-stream") {
+            a.sse = true;
         }
     }
     a
-}
-
-fn is_json_content_type(rq: &Request) -> bool {
-    request_header(rq, "Content-Type").is_some_and(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-    })
 }
 
 /// The session a request names, checked against the mux.
@@ -118,7 +107,7 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
             extra,
         );
     }
-    if !is_json_content_type(&rq) {
+    if respond::content_type_is_json(&rq) != Some(true) {
         return respond::rpc_error(
             rq,
             415,
@@ -166,16 +155,11 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
         }
     };
     if let Err(refused) = ready(mux) {
-        return respond::rpc_error(
-            rq,
-            503,
-            rpc::SERVER_UNAVAILABLE,
-            &refused.to_string(),
-            extra,
-        );
+        return refuse(rq, &refused, extra);
     }
-    if modern::is_modern(&rq, &env) {
-        return modern::post(app, mux, rq, &text, &env, extra);
+    let meta = modern::Meta::of(&env);
+    if modern::is_modern(&rq, &meta) {
+        return modern::post(app, mux, rq, &text, &env, &meta, extra);
     }
     if let Some(version) = request_header(&rq, "MCP-Protocol-Version")
         && !jsonrpc::SUPPORTED_VERSIONS.contains(&version.trim())
@@ -240,11 +224,10 @@ fn post(app: &App, mux: &Mux, mut rq: Request, extra: &Extra) {
             mux.discard_stream(session, number);
         }
         let id = env.id.map_or("null", |id| id.get());
-        let body = rpc::response(id, rpc::SERVER_UNAVAILABLE, &refused.to_string());
-        respond::json(rq, status_of(&refused), &body, &headers);
+        refuse_request(rq, id, &refused, &headers);
     } else if let Reply::Stream(number) = reply {
-        let mut sse = SseStream::start_deferred(rq, &headers);
-        if pump_stream(app, &mut sse, &rx, true) {
+        let mut sse = SseStream::start(rq, &headers);
+        if pump_stream(app, &mut sse, &rx, Until::Last) {
             let _ = sse.finish(); // the client may be gone; nothing to report.
         }
         mux.detach(session, number, key);
@@ -298,19 +281,28 @@ fn get(app: &App, mux: &Mux, rq: Request, extra: &Extra) {
         Err(refused) => return refuse(rq, &refused, extra),
     };
     debug!("session {session}: GET on stream {number} (after {last_event:?})");
-    let mut sse = SseStream::start_deferred(rq, extra);
-    if pump_stream(app, &mut sse, &rx, true) {
+    let mut sse = SseStream::start(rq, extra);
+    if pump_stream(app, &mut sse, &rx, Until::Last) {
         let _ = sse.finish(); // the client may be gone; nothing to report.
     }
     mux.detach(session, number, key);
     debug!("session {session}: GET on stream {number} closed");
 }
 
+/// When [`pump_stream`] ends a stream that is still open.
+pub(super) enum Until<'a> {
+    /// Only when its session ends: the legacy stream carries every response, a 2026-07-28
+    /// listen stream every notification.
+    SessionEnds,
+    /// After its last event (a POST's response, or the end of a replay).
+    Last,
+    /// After its last event, written as `finish` makes it (a 2026-07-28 result).
+    LastAs(&'a dyn Fn(&str) -> Cow<'_, str>),
+}
+
 /// Writes a stream's events as they come, with their ids, a keep-alive comment when idle.
-/// With `until_last`, the stream ends after its last event (a POST's response); the legacy
-/// stream carries every response and ends only when its session does. Returns true when the
-/// stream ended in order or its session did (the caller then ends the body), false when the
-/// client left.
+/// Returns true when the stream ended in order (`until`) or its session did (the caller then
+/// ends the body), false when the client left.
 ///
 /// Nothing waits in our buffer while we wait: what is queued (a deferred head, a burst of
 /// events) is written before blocking. An event with more right behind it, or a POST's last
@@ -319,7 +311,7 @@ pub(super) fn pump_stream(
     app: &App,
     sse: &mut SseStream,
     rx: &Receiver<Outbound>,
-    until_last: bool,
+    until: Until<'_>,
 ) -> bool {
     // Watching for a hang-up costs two system calls: a stream that ends soon (most POST
     // replies) goes without; one still open after `WATCH_STREAM_AFTER` is watched.
@@ -328,6 +320,8 @@ pub(super) fn pump_stream(
     let mut hung_up = crossbeam_channel::never();
     let mut probed = false;
     let mut idle_since = Instant::now();
+    // The event id as text, kept for the next event: no allocation per event.
+    let mut id_text = String::new();
     loop {
         if rx.is_empty()
             && let Err(e) = sse.send_pending()
@@ -355,21 +349,33 @@ pub(super) fn pump_stream(
             },
             recv(rx) -> message => {
                 let Ok(message) = message else { return true };
-                let id = message.id.map(|id| id.to_string());
+                let ends = message.last && !matches!(until, Until::SessionEnds);
+                let id = message.id.map(|id| {
+                    id_text.clear();
+                    // Writing to a String cannot fail.
+                    let _ = write!(id_text, "{id}");
+                    id_text.as_str()
+                });
                 let written = if message.is_empty() && message.last {
                     return true; // nothing left to replay on a finished stream
                 } else if message.is_empty() {
-                    sse.priming(id.as_deref().unwrap_or("0"), limits::SSE_RETRY_MS)
-                } else if (until_last && message.last) || !rx.is_empty() {
-                    sse.queue_message(id.as_deref(), &message.text)
+                    sse.priming(id.unwrap_or("0"), limits::SSE_RETRY_MS)
+                } else if ends {
+                    let text = match until {
+                        Until::LastAs(finish) => finish(&message.text),
+                        _ => Cow::Borrowed(&*message.text),
+                    };
+                    sse.queue_message(id, &text)
+                } else if !rx.is_empty() {
+                    sse.queue_message(id, &message.text)
                 } else {
-                    sse.message(id.as_deref(), &message.text)
+                    sse.message(id, &message.text)
                 };
                 if let Err(e) = written {
                     debug!("client left a stream: {e}");
                     return false;
                 }
-                if until_last && message.last {
+                if ends {
                     return true;
                 }
                 idle_since = Instant::now();

@@ -672,3 +672,61 @@ fn a_modern_child_serves_modern_clients_with_its_own_input_required_results() {
         "mcp-modern-server"
     );
 }
+
+/// A listen stream is long-lived: a client that hangs up must be noticed at once (the
+/// hang-up watch), not at the keep-alive write a minute later, or its session lingers.
+#[cfg(target_os = "linux")] // the hang-up watch is epoll's
+#[test]
+fn a_listen_stream_whose_client_hangs_up_ends_long_before_the_keepalive() {
+    let p = Proxy::start(&["--sse-keepalive", "60", "--port", "0", "--", FIXTURE]);
+    let body = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen","params":{
+        "notifications": {"toolsListChanged": true}, "_meta": meta(json!({}))}});
+    let mut listen = SseClient::open(
+        "POST",
+        &p.url("/mcp"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", VERSION),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+        &body.to_string(),
+    );
+    assert_eq!(listen.status, 200);
+    let ack = listen.next_message();
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    let sessions = || {
+        request("GET", &p.url("/status"), &[], "").json()["servers"]["default"]["sessions"].clone()
+    };
+    assert_eq!(sessions(), 1, "the listen stream's session");
+    listen.close();
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "the listen session to end",
+        || sessions() == 0,
+    );
+}
+
+#[test]
+fn a_name_written_twice_is_checked_as_the_child_reads_it() {
+    let p = proxy();
+    // The child reads the last `name` ("add"): an `Mcp-Name: echo` must not let it through.
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","name":"add","arguments":{{"a":1,"b":2,"message":"x"}},"_meta":{}}}}}"#,
+        meta(json!({}))
+    );
+    let r = request(
+        "POST",
+        &p.url("/mcp"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", VERSION),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
+        &body,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], -32020, "{r:?}");
+}
