@@ -27,7 +27,7 @@ use log::{debug, info, warn};
 use serde_json::{Map, Value, json};
 
 use super::stdio::StdinMessage;
-use crate::jsonrpc::tool_headers::{ToolHeaders, checked_header_params};
+use crate::jsonrpc::tool_headers::{ToolHeaders, checked_header_params, encode_header_value};
 use crate::jsonrpc::{self, Envelope, Kind, envelope, error, meta};
 use crate::limits;
 
@@ -214,7 +214,7 @@ pub fn initialize_result(discovered: &Value, requested: Option<&str>) -> String 
 fn base_headers(method: &str) -> Vec<(String, String)> {
     vec![
         ("MCP-Protocol-Version".into(), VERSION.into()),
-        ("Mcp-Method".into(), header_value(method)),
+        ("Mcp-Method".into(), encode_header_value(method)),
     ]
 }
 
@@ -234,7 +234,7 @@ pub fn request_headers(
         _ => None,
     };
     if let Some(name) = &name {
-        headers.push(("Mcp-Name".into(), header_value(name)));
+        headers.push(("Mcp-Name".into(), encode_header_value(name)));
     }
     if method == "tools/call"
         && let Some(annotated) = name.as_ref().and_then(|tool| tools.get(tool))
@@ -252,7 +252,10 @@ pub fn request_headers(
                 // Absent or null: no header (spec); objects and arrays have no header form.
                 _ => continue,
             };
-            headers.push((format!("Mcp-Param-{}", param.header), header_value(&text)));
+            headers.push((
+                format!("Mcp-Param-{}", param.header),
+                encode_header_value(&text),
+            ));
         }
     }
     headers
@@ -263,20 +266,6 @@ fn number_text(n: &serde_json::Number) -> String {
     match n.as_f64() {
         Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
         _ => n.to_string(),
-    }
-}
-
-/// A header value as sent (spec "Value Encoding"): plain when it is visible ASCII and spaces
-/// without leading or trailing whitespace, else `=?base64?{Base64 of UTF-8}?=` (so is a plain
-/// value that looks like that form).
-pub fn header_value(value: &str) -> String {
-    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
-    if plain {
-        value.to_string()
-    } else {
-        format!("=?base64?{}?=", crate::encoding::base64(value.as_bytes()))
     }
 }
 
@@ -1056,21 +1045,7 @@ mod tests {
     }
 
     #[test]
-    fn header_values_are_plain_or_base64() {
-        assert_eq!(header_value("us-west1"), "us-west1");
-        assert_eq!(header_value("us west 1"), "us west 1");
-        assert_eq!(header_value(""), "");
-        assert_eq!(header_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
-        assert_eq!(header_value("\tx"), "=?base64?CXg=?=");
-        assert_eq!(header_value("line1\nline2"), "=?base64?bGluZTEKbGluZTI=?=");
-        assert_eq!(
-            header_value("Hello, 世界"),
-            "=?base64?SGVsbG8sIOS4lueVjA==?="
-        );
-        assert_eq!(
-            header_value("=?base64?abc?="),
-            "=?base64?PT9iYXNlNjQ/YWJjPz0=?="
-        );
+    fn numbers_are_written_as_json_writes_them() {
         assert_eq!(
             number_text(&serde_json::Number::from_f64(3.5).unwrap()),
             "3.5"

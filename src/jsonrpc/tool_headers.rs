@@ -5,6 +5,9 @@
 //!    leaves a tool with an invalid one out of the list its client sees;
 //! 2. server mode takes what its child declares as it is ([`declared_header_params`]) and
 //!    checks a request's `Mcp-Param-*` headers against those.
+//! 3. header values, `Mcp-Name` and `Mcp-Method` too, are plain or `=?base64?…?=` (spec
+//!    "Value Encoding"): client mode writes them ([`encode_header_value`]), server mode reads
+//!    them ([`decode_header_value`]).
 //!
 //! Pure functions; no IO.
 
@@ -156,6 +159,38 @@ fn primitive_type(declared: Option<&Value>) -> bool {
     }
 }
 
+/// A header value as sent (spec "Value Encoding"): plain when it is visible ASCII and spaces
+/// without leading or trailing whitespace, else `=?base64?{Base64 of UTF-8}?=` (so is a plain
+/// value that looks like that form).
+pub fn encode_header_value(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with(BASE64_OPEN) && value.ends_with(BASE64_CLOSE));
+    if plain {
+        value.to_string()
+    } else {
+        format!(
+            "{BASE64_OPEN}{}{BASE64_CLOSE}",
+            crate::encoding::base64(value.as_bytes())
+        )
+    }
+}
+
+/// A header value as received: plain, or `=?base64?…?=`. `None` when the sentinel holds no
+/// valid Base64 of UTF-8.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    match value
+        .strip_prefix(BASE64_OPEN)
+        .and_then(|v| v.strip_suffix(BASE64_CLOSE))
+    {
+        Some(encoded) => String::from_utf8(crate::encoding::base64_decode(encoded)?).ok(),
+        None => Some(value.to_string()),
+    }
+}
+
+const BASE64_OPEN: &str = "=?base64?";
+const BASE64_CLOSE: &str = "?=";
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -241,5 +276,23 @@ mod tests {
             declared_header_params(&schema),
             [param(&["a"], "A"), param(&["c"], "a")]
         );
+    }
+
+    #[test]
+    fn header_values_are_plain_or_base64_and_decode_back() {
+        for (value, sent) in [
+            ("us-west1", "us-west1"),
+            ("us west 1", "us west 1"),
+            ("", ""),
+            (" padded ", "=?base64?IHBhZGRlZCA=?="),
+            ("\tx", "=?base64?CXg=?="),
+            ("line1\nline2", "=?base64?bGluZTEKbGluZTI=?="),
+            ("Hello, 世界", "=?base64?SGVsbG8sIOS4lueVjA==?="),
+            ("=?base64?abc?=", "=?base64?PT9iYXNlNjQ/YWJjPz0=?="),
+        ] {
+            assert_eq!(encode_header_value(value), sent);
+            assert_eq!(decode_header_value(sent).as_deref(), Some(value));
+        }
+        assert_eq!(decode_header_value("=?base64?***?="), None);
     }
 }

@@ -27,6 +27,7 @@ use super::{App, refuse_request};
 use crate::jsonrpc::envelope::{Envelope, param_of, span_of, splice};
 use crate::jsonrpc::error::{HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::jsonrpc::meta::{CLIENT_CAPABILITIES, LOG_LEVEL, PROTOCOL_VERSION};
+use crate::jsonrpc::tool_headers::decode_header_value;
 use crate::jsonrpc::{self, Kind, error as rpc};
 use crate::limits;
 use crate::mux::session::{ClientCaps, log_rank};
@@ -292,18 +293,6 @@ fn header_matches(value: &serde_json::Value, header: &str) -> bool {
             _ => false,
         },
         _ => false,
-    }
-}
-
-/// A header value as sent: plain, or `=?base64?…?=` (spec "Value Encoding"). `None` when
-/// the sentinel holds no valid Base64 of UTF-8.
-pub fn decode_header_value(value: &str) -> Option<String> {
-    match value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    {
-        Some(encoded) => String::from_utf8(crate::encoding::base64_decode(encoded)?).ok(),
-        None => Some(value.to_string()),
     }
 }
 
@@ -576,15 +565,5 @@ mod tests {
         assert!(!header_matches(&json!(true), "True"));
         assert!(!header_matches(&json!("a"), "b"));
         assert!(!header_matches(&json!(1), "one"));
-    }
-
-    #[test]
-    fn header_values_decode_the_base64_sentinel() {
-        assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
-        assert_eq!(
-            decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").as_deref(),
-            Some("Hello, 世界")
-        );
-        assert_eq!(decode_header_value("=?base64?***?="), None);
     }
 }
