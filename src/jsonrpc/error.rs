@@ -28,6 +28,14 @@ pub fn response(id: &str, code: i64, message: &str) -> String {
     )
 }
 
+/// An error response with `data` (raw JSON text).
+pub fn response_with_data(id: &str, code: i64, message: &str, data: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{},"data":{data}}}}}"#,
+        quote(message)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +47,13 @@ mod tests {
         assert_eq!(v["id"], "a");
         assert_eq!(v["error"]["code"], -32600);
         assert_eq!(v["error"]["message"], "bad \"thing\"\n");
+    }
+
+    #[test]
+    fn error_response_with_data_is_valid_json() {
+        let text = response_with_data("7", HEADER_MISMATCH, "m\"", r#"{"k":[1]}"#);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["data"]["k"][0], 1);
+        assert_eq!(v["error"]["message"], "m\"");
     }
 }

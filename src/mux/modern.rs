@@ -573,9 +573,15 @@ impl Mux {
             if let Some(s) = state.sessions.get_mut(&request.session) {
                 s.in_flight.remove(&canonical_id(&request.id));
             }
-            let text = format!(
-                r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{MISSING_REQUIRED_CLIENT_CAPABILITY},"message":"Missing required client capability: {capability}","data":{{"requiredCapabilities":{{"{capability}":{{}}}}}}}}}}"#,
-                request.id
+            // `capability` may be any method name the child sent: quoted, never pasted raw.
+            let text = rpc::response_with_data(
+                &request.id,
+                MISSING_REQUIRED_CLIENT_CAPABILITY,
+                &format!("Missing required client capability: {capability}"),
+                &format!(
+                    r#"{{"requiredCapabilities":{{{}:{{}}}}}}"#,
+                    jsonrpc::quote(capability)
+                ),
             );
             state.deliver_reply(request.session, &request.reply, Outbound::last(text.into()));
             // The child will answer the cancelled request, or not; either way nobody waits.

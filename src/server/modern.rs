@@ -112,11 +112,7 @@ impl Rejection {
 
     fn send(self, rq: Request, id: &str, extra: &Extra) {
         let body = match self.data {
-            Some(data) => format!(
-                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{},"message":{},"data":{data}}}}}"#,
-                self.code,
-                jsonrpc::quote(&self.message)
-            ),
+            Some(data) => rpc::response_with_data(id, self.code, &self.message, &data),
             None => rpc::response(id, self.code, &self.message),
         };
         respond::json(rq, self.status, &body, extra);
