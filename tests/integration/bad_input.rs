@@ -2,7 +2,6 @@
 //! else. Also the faults of issue 5: clients that vanish, clients that stop reading.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +14,7 @@ use crate::support::*;
 
 fn raw_post(p: &Proxy, session: &str, body: &[u8]) -> Response {
     // `request` takes text; bad UTF-8 needs the bytes themselves.
-    let mut stream = TcpStream::connect(("127.0.0.1", p.port)).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut stream = raw_connect(p);
     let head = format!(
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json\r\nMcp-Session-Id: {session}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -164,7 +162,7 @@ fn clients_vanishing_mid_stream_leak_no_thread_or_fd() {
 fn a_client_that_stops_reading_is_dropped_and_memory_stays_bounded() {
     let p = Proxy::start(&["--http-timeout", "2", "--port", "0", "--", FIXTURE]);
     // A legacy SSE client that never reads its stream.
-    let mut silent = TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    let mut silent = raw_connect(&p);
     silent
         .write_all(b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         .unwrap();

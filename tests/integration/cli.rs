@@ -55,8 +55,7 @@ fn sse_url_environment_variable_is_the_default_command() {
     // SSE_URL names a command here (not a URL), so it becomes the default server.
     let p = Proxy::start_with(&["--port", "0"], &[("SSE_URL", FIXTURE)]);
     wait_until(DEADLINE, "the default server to run", || {
-        request("GET", &p.url("/status"), &[], "").json()["server_instances"]["default"]
-            == "running"
+        p.status()["server_instances"]["default"] == "running"
     });
 }
 
@@ -81,9 +80,4 @@ fn busy_port_exits_1() {
     let mut p = Proxy::spawn(&["--port", &port, "--", FIXTURE], &[]);
     assert_eq!(p.wait_exit(Duration::from_secs(20)), Some(1));
     assert!(p.stderr().contains("cannot listen"), "{}", p.stderr());
-}
-
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }

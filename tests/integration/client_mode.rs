@@ -121,7 +121,7 @@ fn remote_restart_mid_session_is_transparent() {
         }
         // The replayed initialize's reply was not shown: only our calls came back.
         assert!(client.no_output_for(Duration::from_millis(200)).is_none());
-        assert!(client.stderr().contains("re-initialized"), "{path}");
+        client.wait_for_log("re-initialized");
     }
 }
 
@@ -1275,15 +1275,15 @@ fn auto_keeps_the_session_era_with_a_remote_that_speaks_both() {
     client.initialize();
     assert_eq!(client.echo(1, "both"), "both");
     let expected = "remote: the session era (it speaks 2026-07-28 and the client's era";
-    wait_until(DEADLINE, expected, || client.stderr().contains(expected));
-    assert!(client.stderr().contains("session established"));
+    client.wait_for_log(expected);
+    client.wait_for_log("session established");
 }
 
 #[test]
 fn modern_remote_echo_progress_and_log_level() {
     let server = modern_remote();
     let mut client = modern_client(&server);
-    assert!(client.stderr().contains("remote speaks 2026-07-28"));
+    client.wait_for_log("remote speaks 2026-07-28");
     // Answered here: the remote has neither.
     client.send(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}));
     assert_eq!(client.response(&json!(1))["result"], json!({}));

@@ -23,15 +23,14 @@ fn a_failing_server_does_not_take_down_the_others() {
         "dies",
         &early_exit,
     ]);
-    let url = p.url("/status");
     // On a loaded machine "good" may still be starting when the failures are in.
     wait_until(DEADLINE, "good running, both failures reported", || {
-        let s = request("GET", &url, &[], "").json();
+        let s = p.status();
         s["server_instances"]["good"] == "running"
             && s["server_instances"]["missing"] == "failed"
             && s["server_instances"]["dies"] == "failed"
     });
-    let status = request("GET", &url, &[], "").json();
+    let status = p.status();
     assert!(
         status["servers"]["dies"]["last_error"]
             .as_str()
@@ -74,7 +73,7 @@ fn a_child_that_never_initializes_is_not_waited_on_by_the_others() {
     ]);
     let mut c = McpClient::connect(&p.url("/servers/ok/mcp"), json!({}));
     assert_eq!(c.tool_text("echo", json!({"message": "x"})), "x");
-    let status = request("GET", &p.url("/status"), &[], "").json();
+    let status = p.status();
     assert_eq!(status["server_instances"]["silent"], "starting");
 }
 
@@ -84,9 +83,9 @@ fn child_killed_mid_request_errors_within_a_second_and_is_restarted() {
     let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
     let mut slow = c.open_stream(&json!({"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"sleep","arguments":{"ms":60000}}}));
     wait_until(DEADLINE, "the call to be in flight", || {
-        status(&p)["servers"]["default"]["in_flight"] == 1
+        p.status()["servers"]["default"]["in_flight"] == 1
     });
-    let pid = status(&p)["servers"]["default"]["pid"].as_u64().unwrap() as u32;
+    let pid = p.status()["servers"]["default"]["pid"].as_u64().unwrap() as u32;
     let start = Instant::now();
     kill(pid, 9);
     let v = slow.next_message();
@@ -102,7 +101,7 @@ fn child_killed_mid_request_errors_within_a_second_and_is_restarted() {
 
     // The same session goes on: the request waits for the restart, then succeeds.
     assert_eq!(c.tool_text("echo", json!({"message": "again"})), "again");
-    let s = status(&p);
+    let s = p.status();
     assert_eq!(s["server_instances"]["default"], "running");
     assert_eq!(s["servers"]["default"]["restarts"], 1);
     assert!(
@@ -165,7 +164,7 @@ fn a_crash_loop_backs_off() {
     let r = request("GET", &p.url("/health"), &[], "");
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["servers"]["default"], "failed");
-    let s = status(&p);
+    let s = p.status();
     assert!(
         s["servers"]["default"]["last_error"]
             .as_str()
@@ -202,10 +201,6 @@ fn no_child_outlives_a_sigkilled_proxy() {
     wait_until(DEADLINE, "the child to die with the proxy", || {
         !process_alive(children[0])
     });
-}
-
-fn status(p: &Proxy) -> serde_json::Value {
-    request("GET", &p.url("/status"), &[], "").json()
 }
 
 fn kill(pid: u32, signal: i32) {
@@ -252,16 +247,43 @@ fn sigterm_stops_children_and_exits_0() {
     p.signal(15);
     assert_eq!(p.wait_exit(DEADLINE), Some(0), "{}", p.stderr());
     // The stream ends (after its priming event, which a 2025-11-25 client gets first).
-    let mut events = 0;
-    while get.next_event(DEADLINE).is_some() {
-        events += 1;
-        assert!(events < 5, "the open stream did not end");
-    }
+    get.rest(DEADLINE);
     assert!(
         pids_running(&marker).is_empty(),
         "children left: {:?}",
         pids_running(&marker)
     );
+}
+
+#[test]
+fn a_childs_own_children_are_stopped_with_it() {
+    // The child forks a helper that ignores SIGTERM, then becomes the fixture. Both carry the
+    // marker in their command line; only a kill of the whole process group (escalating to
+    // SIGKILL) reaches the helper, which no parent-death signal covers.
+    let marker = format!("grandchild-{}", std::process::id());
+    let script = format!(
+        "(trap '' TERM; while :; do sleep 1; done) & exec {FIXTURE} --stderr-at-start {marker}"
+    );
+    let mut p = Proxy::start(&["--port", "0", "--", "sh", "-c", &script]);
+    let proxy_pid = p.pid();
+    wait_until(DEADLINE, "the child and its helper to run", || {
+        pids_running(&marker)
+            .iter()
+            .filter(|pid| **pid != proxy_pid)
+            .count()
+            == 2
+    });
+    p.signal(15);
+    assert_eq!(p.wait_exit(DEADLINE), Some(0), "{}", p.stderr());
+    let start = Instant::now();
+    while !pids_running(&marker).is_empty() && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = pids_running(&marker);
+    for pid in &left {
+        kill(*pid, 9); // not to outlive a failed test
+    }
+    assert!(left.is_empty(), "left running: {left:?}");
 }
 
 #[test]

@@ -130,9 +130,11 @@ fn a_request_that_times_out_gets_an_error_and_is_cancelled_at_the_child() {
     assert!(start.elapsed() < Duration::from_secs(10));
     assert_eq!(v["error"]["code"], -32001, "{v}");
     p.wait_for_log("timed out after 0.5 s");
-    // The child was told: nothing stays in flight.
+    // The child was told, with its own id: it drops the call (and says so on stderr).
+    p.wait_for_log("was cancelled: no response");
+    assert!(!p.stderr().contains("no running request"), "{}", p.stderr());
     wait_until(DEADLINE, "nothing in flight", || {
-        request("GET", &p.url("/status"), &[], "").json()["servers"]["default"]["in_flight"] == 0
+        p.status()["servers"]["default"]["in_flight"] == 0
     });
     assert_eq!(c.tool_text("echo", json!({"message": "next"})), "next");
 }
@@ -140,8 +142,7 @@ fn a_request_that_times_out_gets_an_error_and_is_cancelled_at_the_child() {
 #[test]
 fn idle_http_connections_are_closed() {
     let p = Proxy::start(&["--http-timeout", "1", "--port", "0", "--", FIXTURE]);
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut stream = raw_connect(&p);
     // Half a request line, then silence.
     stream.write_all(b"GET /status HT").unwrap();
     let start = Instant::now();

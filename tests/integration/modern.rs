@@ -438,6 +438,37 @@ fn progress_rides_on_an_sse_reply_and_logs_only_when_asked() {
 }
 
 #[test]
+fn closing_a_reply_stream_cancels_the_request_at_the_child() {
+    let p = proxy();
+    let mut m = meta(json!({}));
+    m["progressToken"] = json!("pt");
+    // 300 steps 100 ms apart: the call would run 30 s if nobody cancelled it.
+    let body = json!({"jsonrpc":"2.0","id":"long","method":"tools/call","params":{
+        "name":"progress","arguments":{"steps":300,"interval_ms":100},"_meta":m}});
+    let mut s = SseClient::open(
+        "POST",
+        &p.url("/mcp"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", VERSION),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "progress"),
+        ],
+        &body.to_string(),
+    );
+    assert_eq!(s.status, 200);
+    assert_eq!(s.next_message()["method"], "notifications/progress");
+    s.close();
+    // The child is told, with its own id, and drops the call (it says so on stderr).
+    p.wait_for_log("was cancelled: no response");
+    assert!(!p.stderr().contains("no running request"), "{}", p.stderr());
+    wait_until(DEADLINE, "nothing in flight", || {
+        p.status()["servers"]["default"]["in_flight"] == 0
+    });
+}
+
+#[test]
 fn listen_streams_carry_the_change_notifications_opted_in_to() {
     let p = proxy();
     let url = p.url("/mcp");
@@ -507,7 +538,7 @@ fn both_eras_share_one_child() {
     ));
     assert_eq!(v["result"]["content"][0]["text"], "m");
     assert_eq!(legacy.tool_text("echo", json!({"message": "l"})), "l");
-    let status = request("GET", &p.url("/status"), &[], "").json();
+    let status = p.status();
     assert_eq!(status["servers"]["default"]["restarts"], 0);
 }
 
@@ -695,9 +726,7 @@ fn a_listen_stream_whose_client_hangs_up_ends_long_before_the_keepalive() {
     assert_eq!(listen.status, 200);
     let ack = listen.next_message();
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
-    let sessions = || {
-        request("GET", &p.url("/status"), &[], "").json()["servers"]["default"]["sessions"].clone()
-    };
+    let sessions = || p.status()["servers"]["default"]["sessions"].clone();
     assert_eq!(sessions(), 1, "the listen stream's session");
     listen.close();
     wait_until(

@@ -43,7 +43,7 @@ fn named_servers_from_the_command_line() {
         first.data.starts_with("/servers/two/messages/?session_id="),
         "{first:?}"
     );
-    let status = request("GET", &p.url("/status"), &[], "").json();
+    let status = p.status();
     assert_eq!(
         status["server_instances"],
         json!({"one": "running", "two": "running"})
@@ -71,7 +71,7 @@ fn named_servers_from_a_config_file_skip_disabled_entries() {
         "ignored",
         "x",
     ]);
-    let status = request("GET", &p.url("/status"), &[], "").json();
+    let status = p.status();
     let names: Vec<&String> = status["server_instances"]
         .as_object()
         .unwrap()

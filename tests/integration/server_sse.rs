@@ -127,7 +127,7 @@ fn closing_the_stream_ends_the_session() {
     let p = Proxy::start(&["--sse-keepalive", "1", "--port", "0", "--", FIXTURE]);
     let s = Legacy::open(&p.base, "/sse");
     let endpoint = s.endpoint.clone();
-    let status = request("GET", &p.url("/status"), &[], "").json();
+    let status = p.status();
     assert_eq!(status["active_sse_connections"], 1);
     s.stream.close();
     wait_until(DEADLINE, "the session to end", || {
@@ -140,8 +140,27 @@ fn closing_the_stream_ends_the_session() {
         .status
             == 404
     });
-    let status = request("GET", &p.url("/status"), &[], "").json();
+    let status = p.status();
     assert_eq!(status["active_sse_connections"], 0);
+}
+
+/// The request line and head of a legacy stream, for a raw socket.
+const LEGACY_GET: &[u8] =
+    b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+
+#[test]
+fn an_idle_stream_gets_a_ping_comment_at_each_keepalive() {
+    use std::io::Write;
+    let p = Proxy::start(&["--sse-keepalive", "0.2", "--port", "0", "--", FIXTURE]);
+    let mut socket = raw_connect(&p);
+    socket.write_all(LEGACY_GET).unwrap();
+    let mut seen = String::new();
+    read_until(&mut socket, &mut seen, ": ping\n\n");
+    let first = seen.find(": ping").unwrap();
+    assert!(seen[..first].contains("/messages/?session_id="), "{seen}");
+    // And again: the keep-alive repeats while nothing else is sent.
+    let mut rest = seen.split_off(first + ": ping".len());
+    read_until(&mut socket, &mut rest, ": ping\n\n");
 }
 
 #[test]
@@ -172,17 +191,14 @@ fn a_burst_of_streams_does_not_starve_other_requests() {
         // Streams opened as fast as a client can write them, then plain requests behind them.
         let streams: Vec<std::net::TcpStream> = (0..4)
             .map(|_| {
-                let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
-                s.write_all(
-                    b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
-                )
-                .unwrap();
+                let mut s = raw_connect(&p);
+                s.write_all(LEGACY_GET).unwrap();
                 s
             })
             .collect();
         let plain: Vec<std::net::TcpStream> = (0..3)
             .map(|_| {
-                let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+                let mut s = raw_connect(&p);
                 s.write_all(
                     b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                 )
@@ -221,7 +237,7 @@ fn a_client_that_hangs_up_is_noticed_long_before_the_keepalive() {
     let started = Instant::now();
     s.stream.close();
     wait_until(Duration::from_secs(10), "the stream to end", || {
-        request("GET", &p.url("/status"), &[], "").json()["active_sse_connections"] == 0
+        p.status()["active_sse_connections"] == 0
     });
     eprintln!("hang-up noticed after {:?}", started.elapsed());
 }
@@ -230,16 +246,8 @@ fn a_client_that_hangs_up_is_noticed_long_before_the_keepalive() {
 fn a_client_that_only_half_closes_still_gets_its_events() {
     use std::io::Write;
     let p = Proxy::start(&["--sse-keepalive", "60", "--port", "0", "--", FIXTURE]);
-    let addr = p.base.trim_start_matches("http://").to_string();
-    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        socket,
-        "GET /sse HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
+    let mut socket = raw_connect(&p);
+    socket.write_all(LEGACY_GET).unwrap();
     // Done sending: the FIN must not end a stream the client still reads.
     socket.shutdown(std::net::Shutdown::Write).unwrap();
     let mut seen = String::new();
@@ -261,15 +269,4 @@ fn a_client_that_only_half_closes_still_gets_its_events() {
     );
     assert_eq!(posted.status, 202);
     read_until(&mut socket, &mut seen, "after-fin");
-}
-
-/// Reads from `socket` onto `seen` until it contains `what`.
-fn read_until(socket: &mut std::net::TcpStream, seen: &mut String, what: &str) {
-    use std::io::Read;
-    let mut buf = [0u8; 4096];
-    while !seen.contains(what) {
-        let n = socket.read(&mut buf).expect("the stream stays readable");
-        assert!(n > 0, "stream ended before {what:?}: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
 }

@@ -202,6 +202,28 @@ fn sampling_request_reaches_the_calling_session_and_its_answer_returns() {
 }
 
 #[test]
+fn a_childs_request_goes_to_the_session_with_the_most_recent_call_in_flight() {
+    let p = Proxy::start(&["--debug", "--port", "0", "--", FIXTURE]);
+    let url = p.url("/mcp");
+    let busy = McpClient::connect(&url, json!({"sampling": {}}));
+    let caller = McpClient::connect(&url, json!({"sampling": {}}));
+    let _late = McpClient::connect(&url, json!({"sampling": {}}));
+    // Sessions opened before and after the caller, one with a call of its own in flight.
+    let _slow = busy.open_stream(&tools_call(json!("slow"), "sleep", json!({"ms": 30_000})));
+    p.wait_for_log("request tools/call \"slow\"");
+    let mut s = caller.open_stream(&tools_call(json!(1), "sample", json!({"prompt": "mine"})));
+    let request = s.next_message();
+    assert_eq!(request["method"], "sampling/createMessage", "{request}");
+    let answer = json!({"jsonrpc":"2.0","id":request["id"],"result":{
+        "role":"assistant","content":{"type":"text","text":"ok"},"model":"m"}});
+    assert_eq!(caller.post(&answer, false).status, 202);
+    assert_eq!(
+        s.next_message()["result"]["content"][0]["text"],
+        "sampled: ok"
+    );
+}
+
+#[test]
 fn a_session_cannot_answer_a_request_sent_to_another() {
     let p = proxy();
     let url = p.url("/mcp");
@@ -312,6 +334,28 @@ fn list_changed_reaches_every_session_and_updates_only_subscribers() {
         b_stream.next_message()["method"],
         "notifications/prompts/list_changed"
     );
+}
+
+#[test]
+fn each_session_gets_log_messages_at_its_own_level() {
+    let p = proxy();
+    let url = p.url("/mcp");
+    let mut quiet = McpClient::connect(&url, json!({}));
+    let mut chatty = McpClient::connect(&url, json!({}));
+    let mut streams = [&quiet, &chatty]
+        .map(|c| SseClient::get(&url, &[("Mcp-Session-Id", c.session.as_deref().unwrap())]));
+    let r = quiet.call("logging/setLevel", json!({"level": "error"}));
+    assert_eq!(r["result"], json!({}), "{r}");
+    chatty.call("logging/setLevel", json!({"level": "debug"}));
+    for (level, message) in [("warning", "w"), ("error", "e")] {
+        let text = chatty.tool_text("log", json!({"level": level, "message": message}));
+        assert_eq!(text, "logged");
+    }
+    let [quiet_stream, chatty_stream] = &mut streams;
+    // Each stream carries the lines in order: "e" first means "w" was held back.
+    assert_eq!(quiet_stream.next_message()["params"]["data"], "e");
+    assert_eq!(chatty_stream.next_message()["params"]["data"], "w");
+    assert_eq!(chatty_stream.next_message()["params"]["data"], "e");
 }
 
 #[test]
@@ -701,6 +745,9 @@ fn post_streams_start_with_a_priming_event_for_2025_11_25_clients_only() {
         priming.data.is_empty() && priming.id.is_some(),
         "{priming:?}"
     );
+    // It tells the client how soon to reconnect.
+    let retry = priming.retry.as_deref().unwrap_or("");
+    assert!(retry.parse::<u64>().is_ok(), "{priming:?}");
     let response = s.next_event(DEADLINE).unwrap();
     assert!(response.id.is_some(), "events carry ids: {response:?}");
     assert_ne!(response.id, priming.id);
@@ -748,7 +795,7 @@ fn a_dropped_post_stream_resumes_with_last_event_id_and_loses_nothing() {
     s.close();
     // Reconnect after the call has finished: the rest is replayed, then the stream ends.
     wait_until(DEADLINE, "the call to finish at the child", || {
-        request("GET", &p.url("/status"), &[], "").json()["servers"]["default"]["in_flight"] == 0
+        p.status()["servers"]["default"]["in_flight"] == 0
     });
     let last = last_id.unwrap();
     let mut resumed = SseClient::get(
@@ -780,23 +827,31 @@ fn the_get_stream_resumes_after_a_drop() {
     let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
     let sid = c.session.clone().unwrap();
     let mut get = SseClient::get(&c.url, &[("Mcp-Session-Id", &sid)]);
-    assert_eq!(c.tool_text("notify", json!({"kind": "tools"})), "notified");
-    let mut last = None;
-    loop {
-        let e = get.next_event(DEADLINE).unwrap();
-        last = e.id.clone().or(last);
-        if !e.data.is_empty() {
-            assert_eq!(e.json()["method"], "notifications/tools/list_changed");
-            break;
-        }
+    for kind in ["tools", "prompts"] {
+        assert_eq!(c.tool_text("notify", json!({"kind": kind})), "notified");
     }
+    let mut next_with_data = || loop {
+        let e = get.next_event(DEADLINE).expect("an event");
+        if !e.data.is_empty() {
+            return e;
+        }
+    };
+    let tools = next_with_data();
+    assert_eq!(tools.json()["method"], "notifications/tools/list_changed");
+    let prompts = next_with_data();
+    assert_eq!(
+        prompts.json()["method"],
+        "notifications/prompts/list_changed"
+    );
     get.close();
     // While no GET is open (the proxy may not have noticed the drop yet).
     assert_eq!(
-        c.tool_text("notify", json!({"kind": "prompts"})),
+        c.tool_text("notify", json!({"kind": "resources"})),
         "notified"
     );
-    let last = last.unwrap();
+    // Resuming after the first event replays the second too, though it was written: only the
+    // client knows what it read. A GET that ignored Last-Event-ID would start at "resources".
+    let last = tools.id.expect("events carry ids");
     let mut again = SseClient::get(
         &c.url,
         &[("Mcp-Session-Id", &sid), ("Last-Event-ID", &last)],
@@ -804,6 +859,10 @@ fn the_get_stream_resumes_after_a_drop() {
     assert_eq!(
         again.next_message()["method"],
         "notifications/prompts/list_changed"
+    );
+    assert_eq!(
+        again.next_message()["method"],
+        "notifications/resources/list_changed"
     );
 }
 
@@ -819,12 +878,9 @@ fn deleting_a_session_ends_its_get_stream_at_once() {
         200
     );
     // Well inside the 15 s keep-alive: the stream ends because its session did, not because
-    // a write failed. A stream left open would time out here (read error, a panic).
-    let mut events = 0; // a priming event may come first
-    while get.next_event(Duration::from_secs(5)).is_some() {
-        events += 1;
-        assert!(events < 3, "the stream goes on after DELETE");
-    }
+    // a keep-alive write failed. A priming event may come first.
+    let rest = get.rest(Duration::from_secs(10));
+    assert!(rest.iter().all(|e| e.data.is_empty()), "{rest:?}");
 }
 
 #[test]
@@ -835,16 +891,17 @@ fn deleting_a_session_ends_its_post_streams() {
     let sid = c.session.clone().unwrap();
     let mut s = c.open_stream(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
         "params":{"name":"sleep","arguments":{"ms":60000}}}));
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(DEADLINE, "the call to be at the child", || {
+        p.status()["servers"]["default"]["in_flight"] == 1
+    });
     assert_eq!(
         request("DELETE", &url, &[("Mcp-Session-Id", &sid)], "").status,
         200
     );
-    let mut events = 0; // a priming event may come first
-    while s.next_event(Duration::from_secs(5)).is_some() {
-        events += 1;
-        assert!(events < 3, "the stream goes on after DELETE");
-    }
+    // A priming event may come first; the call never completes: the child was told.
+    let rest = s.rest(Duration::from_secs(10));
+    assert!(rest.iter().all(|e| !e.data.contains("slept")), "{rest:?}");
+    p.wait_for_log("was cancelled: no response");
 }
 
 #[test]
@@ -854,15 +911,11 @@ fn an_http_1_0_sse_reply_ends_even_when_the_client_asks_for_keep_alive() {
     let url = p.url("/mcp");
     let c = McpClient::connect(&url, json!({}));
     let sid = c.session.clone().unwrap();
-    let addr = p.base.trim_start_matches("http://").to_string();
     let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string();
-    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut socket = raw_connect(&p);
     write!(
         socket,
-        "POST /mcp HTTP/1.0\r\nHost: {addr}\r\nConnection: keep-alive\r\n\
+        "POST /mcp HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\
          Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
          Mcp-Session-Id: {sid}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

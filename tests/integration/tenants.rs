@@ -87,7 +87,7 @@ fn each_token_gets_its_own_child_and_only_its_own_value() {
         "alice-secret-token"
     );
 
-    let status = request("GET", &p.url("/status"), &[], "").json();
+    let status = p.status();
     let tenants = status["servers"]["gh"]["tenants"].as_array().unwrap();
     assert_eq!(tenants.len(), 3, "alice, bob, and no token: {status}");
     let pids: std::collections::HashSet<_> =

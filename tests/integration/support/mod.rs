@@ -117,6 +117,14 @@ impl Proxy {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /status`, which must answer 200 with JSON.
+    #[track_caller]
+    pub fn status(&self) -> Value {
+        let r = request("GET", &self.url("/status"), &[], "");
+        assert_eq!(r.status, 200, "/status: {r:?}");
+        r.json()
+    }
+
     /// Waits for the proxy to exit; its exit code (`None`: killed by a signal).
     #[track_caller]
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
@@ -417,12 +425,40 @@ impl<R: BufRead> Read for Chunked<R> {
     }
 }
 
+// ---- raw sockets ------------------------------------------------------------------------
+
+/// A connection to the proxy for what `request` and `SseClient` cannot send or see: bytes
+/// that are not UTF-8, HTTP/1.0, half-closes, comments. Reads time out after `DEADLINE`.
+pub fn raw_connect(p: &Proxy) -> TcpStream {
+    connect(&format!("127.0.0.1:{}", p.port))
+}
+
+/// Reads from `socket` onto `seen` until it contains `what`; panics if the connection ends
+/// first, or after `DEADLINE`.
+#[track_caller]
+pub fn read_until(socket: &mut TcpStream, seen: &mut String, what: &str) {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(what) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no {what:?} within {DEADLINE:?}: {seen}"
+        );
+        let n = socket
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("reading before {what:?}: {e}: {seen}"));
+        assert!(n > 0, "connection ended before {what:?}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
 // ---- SSE --------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Default)]
 pub struct Event {
     pub event: Option<String>,
     pub id: Option<String>,
+    pub retry: Option<String>,
     pub data: String,
 }
 
@@ -478,18 +514,25 @@ impl SseClient {
         SseClient::open("GET", url, &all, "")
     }
 
-    /// The next event (comments skipped), or `None` at the end of the stream.
+    /// The next event (comments skipped), or `None` at the end of the stream. Panics when
+    /// neither comes within `timeout`, however many comments (keep-alives) arrive meanwhile.
+    #[track_caller]
     pub fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let deadline = Instant::now() + timeout;
         let mut event = Event::default();
         let mut has_data = false;
         let mut line = String::new();
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("no SSE event within {timeout:?}");
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
             line.clear();
             match self.reader.read_line(&mut line) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(e) => panic!("reading SSE: {e}"),
+                Err(e) => panic!("no SSE event within {timeout:?}: {e}"),
             }
             let l = line.trim_end_matches(['\r', '\n']);
             if l.is_empty() {
@@ -506,6 +549,7 @@ impl SseClient {
             match field {
                 "event" => event.event = Some(value.to_string()),
                 "id" => event.id = Some(value.to_string()),
+                "retry" => event.retry = Some(value.to_string()),
                 "data" => {
                     if has_data {
                         event.data.push('\n');
@@ -529,6 +573,19 @@ impl SseClient {
                 return event.json();
             }
         }
+    }
+
+    /// Reads to the end of the stream, which must come within `timeout`; the events on the way
+    /// (a priming event, an error for a request cut short).
+    #[track_caller]
+    pub fn rest(&mut self, timeout: Duration) -> Vec<Event> {
+        let deadline = Instant::now() + timeout;
+        let mut events = Vec::new();
+        while let Some(event) = self.next_event(deadline.saturating_duration_since(Instant::now()))
+        {
+            events.push(event);
+        }
+        events
     }
 
     /// Closes the connection from our side.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
 use serde_json::{Value, json};
 
-use super::{DEADLINE, PROXY, drain_into_log, kill_group, send_signal, wait_for_exit};
+use super::{DEADLINE, PROXY, drain_into_log, kill_group, send_signal, wait_for_exit, wait_until};
 
 pub struct StdioProxy {
     child: Option<Child>,
@@ -60,6 +60,13 @@ impl StdioProxy {
 
     pub fn stderr(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the proxy's log contains `needle`: stderr is read by its own thread, so a
+    /// line logged before a reply may still be on its way when the reply arrives.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str) {
+        wait_until(DEADLINE, needle, || self.stderr().contains(needle));
     }
 
     pub fn send(&mut self, message: &Value) {
