@@ -31,11 +31,11 @@ pub const CHILD_STABLE_AFTER: Duration = Duration::from_secs(60);
 /// (the Python tool and the MCP spec's stdio shutdown sequence use 2 s).
 pub const CHILD_STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// Messages queued for one child's stdin. A full queue means the child is not reading;
-/// HTTP callers then wait up to [`CHILD_SEND_TIMEOUT`] and get 503.
-pub const CHILD_INPUT_QUEUE: usize = 1024;
+/// Bytes waiting for one child's stdin beyond what its pipe holds. Past it the child is not
+/// reading; HTTP callers then wait up to [`CHILD_SEND_TIMEOUT`] and get 503.
+pub const CHILD_INPUT_BYTES: usize = 8 * 1024 * 1024;
 
-/// How long an HTTP handler waits for room in a child's input queue.
+/// How long an HTTP handler waits for room in a child's stdin backlog.
 pub const CHILD_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Messages queued for one downstream stream (a POST's SSE reply, a GET stream, a legacy SSE

@@ -2,6 +2,7 @@
 //! named threads, stopped with the stdio shutdown sequence (close stdin, SIGTERM, SIGKILL).
 //! Knows nothing of HTTP, sessions or JSON-RPC: lines in, lines out.
 
+mod input;
 mod pump;
 mod spawn;
 
@@ -9,12 +10,13 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
 
 use crate::config::ServerSpec;
 use crate::limits;
 
+pub use input::{ChildInput, SendError};
 pub use spawn::describe_exit;
 
 /// A running (or exited) child process.
@@ -35,15 +37,15 @@ pub trait LineSink: Send + 'static {
 }
 
 impl ChildProcess {
-    /// Spawns the child and its pump threads. Returns the process and the sender of its stdin.
+    /// Spawns the child and its pump threads. Returns the process and its stdin.
     /// Stdout lines longer than `max_line` bytes are dropped (and logged).
     pub fn spawn(
         spec: &ServerSpec,
         label: &str,
         max_line: usize,
         sink: impl LineSink,
-    ) -> std::io::Result<(Arc<ChildProcess>, Sender<String>)> {
-        let spawned = spawn::spawn(spec)?;
+    ) -> std::io::Result<(Arc<ChildProcess>, ChildInput)> {
+        let mut spawned = spawn::spawn(spec)?;
         let pid = spawned.child.id();
         info!("server {label:?}: started {:?} (pid {pid})", spec.command);
         let (exited_tx, exited) = crossbeam_channel::bounded::<()>(0);
@@ -54,9 +56,10 @@ impl ChildProcess {
             exited,
             status,
         });
-        let (stdin_tx, stdin_rx) = crossbeam_channel::bounded(limits::CHILD_INPUT_QUEUE);
-        pump::start(spawned, child.clone(), stdin_rx, exited_tx, max_line, sink)?;
-        Ok((child, stdin_tx))
+        let stdin = spawned.child.stdin.take().expect("stdin is piped");
+        let input = ChildInput::start(stdin, label, limits::CHILD_INPUT_BYTES)?;
+        pump::start(spawned, child.clone(), exited_tx, max_line, sink)?;
+        Ok((child, input))
     }
 
     /// Waits up to `timeout` for the child to exit; its exit description if it did.

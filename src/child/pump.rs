@@ -1,17 +1,15 @@
-//! The child's pipes, one named thread each:
-//! - `child-in` writes queued lines to stdin and flushes when the queue is empty; it ends (and
-//!   closes stdin) when every sender is dropped;
+//! The child's output pipes, one named thread each (stdin is [`super::input`]'s):
 //! - `child-out` reads stdout lines (capped) and hands them to the sink; at EOF it waits for the
 //!   exit status and reports it;
 //! - `child-err` logs stderr lines, prefixed with the server's name;
 //! - `child-wait` reaps the process and records its status.
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::BufReader;
 use std::sync::Arc;
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
-use log::{debug, info, warn};
+use crossbeam_channel::Sender;
+use log::{info, warn};
 
 use super::spawn::Spawned;
 use super::{ChildProcess, LineSink};
@@ -21,7 +19,6 @@ use crate::limits;
 pub fn start(
     spawned: Spawned,
     process: Arc<ChildProcess>,
-    stdin_rx: Receiver<String>,
     exited_tx: Sender<()>,
     max_line: usize,
     sink: impl LineSink,
@@ -29,14 +26,8 @@ pub fn start(
     let label = process.label.clone();
     let status = process.status.clone();
     let mut child = spawned.child;
-    let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-
-    let name = label.clone();
-    thread::Builder::new()
-        .name("child-in".into())
-        .spawn(move || write_stdin(stdin, stdin_rx, &name))?;
 
     let name = label.to_string();
     thread::Builder::new()
@@ -59,26 +50,6 @@ pub fn start(
         .name("child-out".into())
         .spawn(move || read_stdout(stdout, &name, &process, max_line, sink))?;
     Ok(())
-}
-
-fn write_stdin(stdin: std::process::ChildStdin, rx: Receiver<String>, label: &str) {
-    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        // Write everything already queued, then flush once.
-        while let Some(line) = next {
-            if let Err(e) = crate::framing::write_line(&mut out, &line) {
-                debug!("server {label:?}: stdin closed: {e}");
-                return;
-            }
-            next = rx.try_recv().ok();
-        }
-        if let Err(e) = out.flush() {
-            debug!("server {label:?}: stdin closed: {e}");
-            return;
-        }
-    }
-    // Every sender is gone: dropping `out` closes the child's stdin, its cue to exit.
 }
 
 fn read_stdout(

@@ -37,7 +37,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
 use serde_json::Value;
 
-use crate::child::{ChildProcess, LineSink};
+use crate::child::{ChildInput, ChildProcess, LineSink, SendError};
 use crate::config::ServerSpec;
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
@@ -155,7 +155,7 @@ struct State {
     init: Option<Arc<InitCache>>,
     child: Option<Arc<ChildProcess>>,
     /// The child's stdin queue; `Some` only while the child is `Running`.
-    to_child: Option<Sender<String>>,
+    to_child: Option<ChildInput>,
     pending: BTreeMap<u64, Pending>,
     sessions: HashMap<SessionId, Session>,
     /// The child's requests in flight at a client: canonical id → the session asked.
@@ -558,7 +558,7 @@ impl Mux {
     }
 
     /// The child's stdin, for client traffic: only while the child is `Running`.
-    fn running_sender(&self, state: &State) -> Result<Sender<String>, Refused> {
+    fn running_sender(&self, state: &State) -> Result<ChildInput, Refused> {
         match (&state.status, &state.to_child) {
             (Status::Running, Some(tx)) => Ok(tx.clone()),
             (Status::Running, None) | (Status::Starting, _) => {
@@ -587,7 +587,7 @@ impl Mux {
     /// does not read while it writes would deadlock us both.
     fn try_send_to_child(&self, line: String) -> Result<(), Refused> {
         let to_child = self.lock().to_child.clone();
-        match to_child.map(|tx| tx.try_send(line)) {
+        match to_child.map(|input| input.try_send(&line)) {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) | None => {
                 warn!(
@@ -634,14 +634,11 @@ impl Mux {
     }
 }
 
-fn send_with_timeout(to_child: &Sender<String>, line: String) -> Result<(), Refused> {
-    use crossbeam_channel::SendTimeoutError;
-    match to_child.send_timeout(line, limits::CHILD_SEND_TIMEOUT) {
+fn send_with_timeout(to_child: &ChildInput, line: String) -> Result<(), Refused> {
+    match to_child.send_timeout(&line, limits::CHILD_SEND_TIMEOUT) {
         Ok(()) => Ok(()),
-        Err(SendTimeoutError::Timeout(_)) => Err(Refused::Busy),
-        Err(SendTimeoutError::Disconnected(_)) => {
-            Err(Refused::Unavailable("its stdin is closed".into()))
-        }
+        Err(SendError::Full) => Err(Refused::Busy),
+        Err(SendError::Closed) => Err(Refused::Unavailable("its stdin is closed".into())),
     }
 }
 

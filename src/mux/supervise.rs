@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, error, info, warn};
 use serde_json::Value;
 
 use super::route::deliver_to_session;
 use super::stream::Outbound;
 use super::{ChildEvents, InitCache, Mux, Pending, Refused, Status, modern_child};
-use crate::child::ChildProcess;
+use crate::child::{ChildInput, ChildProcess};
 use crate::jsonrpc::{self, error as rpc};
 use crate::limits;
 
@@ -266,7 +266,7 @@ impl Mux {
     /// `Err(None)`: a stop was asked meanwhile.
     fn handshake(
         &self,
-        to_child: &Sender<String>,
+        to_child: &ChildInput,
         child: &ChildProcess,
         events: &Receiver<Event>,
     ) -> Result<InitCache, Option<String>> {
@@ -343,7 +343,7 @@ impl Mux {
     /// One request of the handshake, and its answer (or the child's exit, a stop, a timeout).
     fn ask_during_handshake(
         &self,
-        to_child: &Sender<String>,
+        to_child: &ChildInput,
         events: &Receiver<Event>,
         method: &str,
         params: &str,
