@@ -316,6 +316,16 @@ mod tests {
         let (mut c, stdin) = child("exit 0");
         c.wait().unwrap();
         let input = ChildInput::start(stdin, "t", 1 << 20).unwrap();
+        // A child forked meanwhile by another test may hold the read end until it execs: a
+        // write or two may still land in the pipe before the first one fails.
+        let start = Instant::now();
+        while input.try_send("{}").is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "writes never failed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(input.try_send("{}"), Err(SendError::Closed));
         assert_eq!(
             input.send_timeout("{}", Duration::from_secs(1)),
