@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod cli;
 mod client_mode;
+mod layout;
 mod lifecycle;
 mod limits;
 mod modern;
