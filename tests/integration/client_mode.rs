@@ -13,7 +13,9 @@ use crate::support::fake_remote::{
     FakeRemote, FakeRequest, FakeResponse, McpState, TLS_DIR, mcp_script, sse_event,
 };
 use crate::support::stdio_client::StdioProxy;
-use crate::support::{DEADLINE, FIXTURE, PROXY, Proxy, free_port, process_alive, wait_until};
+use crate::support::{
+    DEADLINE, FIXTURE, PROXY, Proxy, TempFile, free_port, process_alive, wait_until,
+};
 
 /// A start-up failure must be reported within this (the issue's bound).
 const STARTUP_FAILURE_BOUND: Duration = Duration::from_secs(15);
@@ -1632,9 +1634,8 @@ impl Drop for ProcessGroup {
 fn exits_when_its_parent_dies_while_a_sibling_holds_stdin_open() {
     let state = Arc::new(Mutex::new(McpState::default()));
     let fake = FakeRemote::start(mcp_script(state));
-    let dir = std::env::temp_dir().join(format!("mcp-proxy-test-{}-orphan", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (pid_file, log_file) = (dir.join("pid"), dir.join("stderr"));
+    let pid_file = TempFile::new("orphan-pid", "pid", "");
+    let log_file = TempFile::new("orphan-log", "stderr", "");
     // The parent starts the proxy with stdin from a pipe whose writer, a sleeping sibling,
     // outlives it (so no EOF comes), and stdout to /dev/null (so no write fails either).
     let script = r#"sleep 120 | "$0" --transport streamablehttp "$1" >/dev/null 2>"$2" &
@@ -1683,7 +1684,6 @@ echo $! >"$3"; wait"#;
         log()
     );
     drop(parent);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

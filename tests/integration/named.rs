@@ -4,12 +4,8 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcp-proxy-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("servers.json");
-    std::fs::write(&path, text).unwrap();
-    path
+fn write_config(name: &str, text: &str) -> TempFile {
+    TempFile::new(name, "servers.json", text)
 }
 
 #[test]

@@ -5,13 +5,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn config(dir_tag: &str, extra: serde_json::Value) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mcp-proxy-tenants-{}-{dir_tag}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("servers.json");
+fn config(dir_tag: &str, extra: serde_json::Value) -> TempFile {
     let mut server = json!({"command": FIXTURE, "env": {"API_TOKEN": "config-default"},
         "headerToEnv": {"X-Api-Token": "API_TOKEN"}});
     if let Some(obj) = extra.as_object() {
@@ -19,8 +13,8 @@ fn config(dir_tag: &str, extra: serde_json::Value) -> std::path::PathBuf {
             server[k] = v.clone();
         }
     }
-    std::fs::write(&path, json!({"mcpServers": {"gh": server}}).to_string()).unwrap();
-    path
+    let text = json!({"mcpServers": {"gh": server}}).to_string();
+    TempFile::new(&format!("tenants-{dir_tag}"), "servers.json", &text)
 }
 
 /// A client whose every request carries `X-Api-Token: token`.

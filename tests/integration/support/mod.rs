@@ -251,6 +251,51 @@ pub fn pids_running(needle: &str) -> Vec<u32> {
     pids
 }
 
+// ---- files ------------------------------------------------------------------------------
+
+/// A file in a directory of the test's own under the system's temp dir; the directory goes
+/// when this is dropped. Derefs to the file's path.
+pub struct TempFile {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl TempFile {
+    /// Writes `text` to `name` in a directory named after this process and `tag`.
+    pub fn new(tag: &str, name: &str, text: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("mcp-proxy-test-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        TempFile { dir, path }
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for TempFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 // ---- raw HTTP/1.1 -----------------------------------------------------------------------
 
 /// A complete response.
