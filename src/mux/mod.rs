@@ -45,7 +45,7 @@ pub use modern::{ListenFilter, MODERN_VERSIONS};
 pub use pool::Pool;
 use session::AttachError;
 pub use session::{Reply, Session, SessionId};
-pub use stream::{EventId, Offer, Outbound, StreamKey, StreamTx};
+pub use stream::{Direct, DirectWrite, EventId, Offer, Outbound, StreamKey, StreamTx};
 
 /// Why the mux would not take a message or a session.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use log::{debug, warn};
 use serde_json::Value;
 
 use super::session::{self, ClientCaps, Reply, SessionId};
-use super::stream::Outbound;
+use super::stream::{Offer, Outbound};
 use super::{
     ClientRequest, Mux, Pending, Refused, State, canonical_id, send_with_timeout, truncate,
 };
@@ -514,11 +514,18 @@ impl Mux {
                     "server {:?}: response {proxy_id} -> session {} id {}",
                     self.label, request.session, request.id
                 );
-                if !state.deliver_reply(
-                    request.session,
-                    &request.reply,
-                    Outbound::last(text.into()),
-                ) {
+                let delivered = if let Reply::Direct { tx, .. } = &request.reply {
+                    // Out of the lock: the connection may take the write from this thread.
+                    drop(state);
+                    matches!(tx.offer_direct(Outbound::last(text.into())), Offer::Sent)
+                } else {
+                    state.deliver_reply(
+                        request.session,
+                        &request.reply,
+                        Outbound::last(text.into()),
+                    )
+                };
+                if !delivered {
                     debug!(
                         "server {:?}: session {} left before its response {}; dropped",
                         self.label, request.session, request.id

@@ -3,11 +3,12 @@
 //! gets an id `<stream>-<seq>` (unique in the session, naming its stream, spec F6), and a
 //! bounded buffer keeps recent events so a client that reconnects with `Last-Event-ID` gets
 //! what it missed on that stream, and only that stream (spec F7, E8).
-//! Touched only under the mux's lock; never blocks (`offer` is `try_send`-like).
+//! Touched under the mux's lock and never blocks (`offer` is `try_send`-like), except
+//! `offer_direct`, which a reply's deliverer calls after releasing the lock.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -24,17 +25,56 @@ pub struct Outbound {
     pub id: Option<EventId>,
     /// The stream ends after this one (the response of a POST's stream).
     pub last: bool,
-    /// The byte count of the channel this message waits in: it gives its bytes back when the
-    /// writer is done with it (dropped).
-    queued: Option<Arc<AtomicUsize>>,
+    /// No message: the writer sends what a direct write left over ([`DirectWrite`]).
+    pub flush: bool,
+    /// The counts of the channel this message waits in: it gives them back when the writer
+    /// is done with it (dropped).
+    queued: Option<Arc<Queued>>,
+}
+
+/// What waits in one channel, or in its writer's hands: messages not yet written. And the
+/// connection's direct writer, once it allows direct writes.
+#[derive(Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    messages: AtomicUsize,
+    direct: OnceLock<Arc<dyn DirectWrite>>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("bytes", &self.bytes)
+            .field("messages", &self.messages)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Outbound {
     fn drop(&mut self) {
         if let Some(queued) = &self.queued {
-            queued.fetch_sub(self.text.len(), Ordering::Relaxed);
+            queued.bytes.fetch_sub(self.text.len(), Ordering::Relaxed);
+            queued.messages.fetch_sub(1, Ordering::Release);
         }
     }
+}
+
+/// How a direct write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direct {
+    /// The message is on the wire.
+    Written,
+    /// Part of it is: the writer must be woken to send the rest.
+    Partly,
+    /// Nothing was written: send it through the channel.
+    No,
+}
+
+/// A connection whose messages may be written by whichever thread has one, when nothing waits
+/// before it: no hand-off to the connection's own thread, no wake-up (the legacy SSE stream;
+/// its implementation is the server's).
+pub trait DirectWrite: Send + Sync {
+    fn try_write(&self, json: &str) -> Direct;
 }
 
 impl Outbound {
@@ -43,8 +83,15 @@ impl Outbound {
             text,
             id,
             last,
+            flush: false,
             queued: None,
         }
+    }
+
+    fn flush() -> Outbound {
+        let mut flush = Outbound::new("".into(), None, false);
+        flush.flush = true;
+        flush
     }
 
     pub fn message(text: Arc<str>) -> Outbound {
@@ -92,7 +139,7 @@ impl std::fmt::Display for EventId {
 pub struct StreamTx {
     tx: Sender<Outbound>,
     cap: usize,
-    queued_bytes: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
     key: StreamKey,
 }
 
@@ -123,33 +170,57 @@ impl StreamTx {
     /// `offer` keeps it bounded: every send goes through it, under the mux lock.
     pub fn channel(cap: usize) -> (StreamTx, Receiver<Outbound>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
         (
             StreamTx {
                 tx,
                 cap,
-                queued_bytes,
+                queued: Arc::default(),
                 key: StreamKey::next(),
             },
             rx,
         )
     }
 
+    /// Lets `writer` take messages offered with [`StreamTx::offer_direct`].
+    pub fn allow_direct(&self, writer: Arc<dyn DirectWrite>) {
+        let _ = self.queued.direct.set(writer);
+    }
+
     pub fn offer(&self, mut message: Outbound) -> Offer {
-        let bytes = self.queued_bytes.load(Ordering::Relaxed);
+        let bytes = self.queued.bytes.load(Ordering::Relaxed);
         // The newest message always fits an empty channel, however large.
         if self.tx.len() >= self.cap
             || (bytes > 0 && bytes + message.text.len() > limits::STREAM_QUEUE_BYTES)
         {
             return Offer::Full;
         }
-        self.queued_bytes
+        self.queued
+            .bytes
             .fetch_add(message.text.len(), Ordering::Relaxed);
-        message.queued = Some(self.queued_bytes.clone());
+        self.queued.messages.fetch_add(1, Ordering::Relaxed);
+        message.queued = Some(self.queued.clone());
         match self.tx.send(message) {
             Ok(()) => Offer::Sent,
             Err(_) => Offer::Gone,
         }
+    }
+
+    /// Like `offer`, but writes the message from this thread when the connection allows it
+    /// and nothing offered before waits unwritten (order is kept). Call it without the mux
+    /// lock: it may make a (non-blocking) system call.
+    pub fn offer_direct(&self, message: Outbound) -> Offer {
+        if let Some(direct) = self.queued.direct.get()
+            && !message.is_empty()
+            && message.id.is_none()
+            && self.queued.messages.load(Ordering::Acquire) == 0
+        {
+            match direct.try_write(&message.text) {
+                Direct::Written => return Offer::Sent,
+                Direct::Partly => return self.offer(Outbound::flush()),
+                Direct::No => {}
+            }
+        }
+        self.offer(message)
     }
 
     pub fn key(&self) -> StreamKey {

@@ -4,11 +4,13 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use log::debug;
 use tiny_http::{Header, Request, Response};
 
 use crate::jsonrpc::error as rpc;
+use crate::mux::{Direct, DirectWrite};
 use crate::sse::encode;
 
 /// Extra headers every response of one request carries (CORS).
@@ -113,6 +115,8 @@ pub struct SseStream {
     socket_fd: Option<i32>,
     /// The body was ended in order.
     finished: bool,
+    /// Shared with threads that write messages themselves ([`SseStream::allow_direct`]).
+    sink: Option<Arc<Sink>>,
 }
 
 /// Queued bytes beyond which a queued event is sent anyway.
@@ -149,7 +153,24 @@ impl SseStream {
             pending,
             socket_fd,
             finished: false,
+            sink: None,
         }
+    }
+
+    /// Lets other threads write messages straight to the socket while this stream has nothing
+    /// of its own to send ([`Sink`]); `None` when the socket is not ours to write (no fd).
+    pub fn allow_direct(&mut self) -> Option<Arc<Sink>> {
+        let fd = self.socket_fd?;
+        let sink = Arc::new(Sink {
+            fd,
+            chunked: self.chunked,
+            state: Mutex::new(SinkState {
+                busy: !self.pending.is_empty(),
+                ..SinkState::default()
+            }),
+        });
+        self.sink = Some(sink.clone());
+        Some(sink)
     }
 
     /// The connection's socket (open while this stream lives), if plain TCP or Unix.
@@ -166,16 +187,26 @@ impl SseStream {
         Ok(())
     }
 
-    /// Writes what is queued, if anything, and flushes.
+    /// Writes what is queued, if anything, and flushes: first what a direct write left.
     pub fn send_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
+        let leftover = match &self.sink {
+            Some(sink) => sink.begin_send(!self.pending.is_empty()),
+            None => Some(Vec::new()),
+        };
+        let Some(leftover) = leftover.filter(|l| !l.is_empty() || !self.pending.is_empty()) else {
             return Ok(());
-        }
+        };
         let written = self
             .out
-            .write_all(&self.pending)
+            .write_all(&leftover)
+            .and_then(|()| self.out.write_all(&self.pending))
             .and_then(|()| self.out.flush());
         self.pending.clear();
+        if let Some(sink) = &self.sink {
+            let mut state = sink.lock();
+            state.busy = false;
+            state.closed |= written.is_err();
+        }
         written
     }
 
@@ -204,26 +235,22 @@ impl SseStream {
 
     /// Encodes one event onto `pending`, as one chunk.
     fn append(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
-        let start = self.pending.len();
-        if self.chunked {
-            // Room for the chunk-size line, filled in below once the length is known.
-            self.pending.extend_from_slice(b"00000000\r\n");
+        if let Some(sink) = &self.sink {
+            // From now until it is written, direct writes would overtake it.
+            sink.lock().busy = true;
         }
-        encode(&mut self.pending)?;
-        if self.chunked {
-            let len = self.pending.len() - start - 10;
-            // Eight hex digits always fit the eight bytes kept for them (an event is far
-            // below 4 GiB: its message was capped).
-            write!(&mut self.pending[start..start + 8], "{len:08x}")?;
-            self.pending.extend_from_slice(b"\r\n");
-        }
-        Ok(())
+        append_event(&mut self.pending, self.chunked, encode)
     }
 
     /// Ends the body. A chunked one leaves the connection usable for the next request; a
     /// close-delimited one (HTTP/1.0) ends only when we close our side, which tiny_http would
     /// not do while the client asks for keep-alive.
     pub fn finish(mut self) -> io::Result<()> {
+        if let Some(sink) = &self.sink {
+            // No direct write may follow the end of the body.
+            let leftover = sink.close();
+            self.pending.splice(0..0, leftover);
+        }
         if self.chunked {
             self.pending.extend_from_slice(b"0\r\n\r\n");
         }
@@ -251,8 +278,142 @@ impl SseStream {
 /// response, so it is shut down and its thread freed at once (not after a read timeout).
 impl Drop for SseStream {
     fn drop(&mut self) {
+        // Before the socket closes (fields drop after this): its fd may be reused at once.
+        if let Some(sink) = &self.sink {
+            sink.close();
+        }
         if !self.finished {
             self.shut_down(libc::SHUT_RDWR);
         }
+    }
+}
+
+/// Encodes one event onto `buf`; as one chunk when `chunked`.
+fn append_event(
+    buf: &mut Vec<u8>,
+    chunked: bool,
+    encode: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = buf.len();
+    if chunked {
+        // Room for the chunk-size line, filled in below once the length is known.
+        buf.extend_from_slice(b"00000000\r\n");
+    }
+    encode(buf)?;
+    if chunked {
+        let len = buf.len() - start - 10;
+        // Eight hex digits always fit the eight bytes kept for them (an event is far below
+        // 4 GiB: its message was capped).
+        write!(&mut buf[start..start + 8], "{len:08x}")?;
+        buf.extend_from_slice(b"\r\n");
+    }
+    Ok(())
+}
+
+/// The socket of an SSE stream, for threads that write messages to it themselves: the child's
+/// stdout thread writes a legacy session's replies without waking the stream's thread, which
+/// on a busy host saves a context switch per message. A direct write happens only while the
+/// stream has nothing of its own to send, with a send that cannot block; what the socket does
+/// not take at once is left for the stream's thread, which sends it before anything else.
+pub struct Sink {
+    fd: i32,
+    chunked: bool,
+    state: Mutex<SinkState>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// The stream's thread has bytes to send, or is sending them.
+    busy: bool,
+    /// The body ended or the socket failed: no more direct writes.
+    closed: bool,
+    /// What a direct write could not send.
+    leftover: Vec<u8>,
+    /// The event being written (kept to save an allocation per message).
+    frame: Vec<u8>,
+}
+
+/// A frame buffer past this is not kept for the next message.
+const KEEP_FRAME: usize = 64 * 1024;
+
+impl Sink {
+    fn lock(&self) -> MutexGuard<'_, SinkState> {
+        self.state.lock().expect("sink lock")
+    }
+
+    /// Before the stream's thread sends: what direct writes left, which goes first (the
+    /// thread is busy until it is sent); `None` when neither it nor the thread has anything.
+    fn begin_send(&self, has_pending: bool) -> Option<Vec<u8>> {
+        let mut state = self.lock();
+        if state.leftover.is_empty() && !has_pending {
+            return None;
+        }
+        state.busy = true;
+        Some(std::mem::take(&mut state.leftover))
+    }
+
+    /// Ends direct writes; what they left, to be sent before the end.
+    fn close(&self) -> Vec<u8> {
+        let mut state = self.lock();
+        state.closed = true;
+        std::mem::take(&mut state.leftover)
+    }
+}
+
+impl DirectWrite for Sink {
+    fn try_write(&self, json: &str) -> Direct {
+        // Never wait: the stream's thread is writing, or another writer is.
+        let Ok(mut guard) = self.state.try_lock() else {
+            return Direct::No;
+        };
+        let state = &mut *guard;
+        if state.busy || state.closed || !state.leftover.is_empty() {
+            return Direct::No;
+        }
+        state.frame.clear();
+        if append_event(&mut state.frame, self.chunked, |buf| {
+            encode::message(buf, None, json)
+        })
+        .is_err()
+        {
+            return Direct::No;
+        }
+        let frame = &state.frame;
+        // SAFETY: the fd is open: `closed` is set under this lock before the socket closes.
+        let sent = unsafe {
+            libc::send(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        let outcome = match usize::try_from(sent) {
+            Ok(n) if n == frame.len() => Direct::Written,
+            Ok(0) => Direct::No,
+            Ok(n) => {
+                state.leftover = frame[n..].to_vec();
+                debug!(
+                    "direct write sent {n} of {} bytes; the stream's thread sends the rest",
+                    frame.len()
+                );
+                Direct::Partly
+            }
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) {
+                    // The stream's thread finds out for itself at its next write.
+                    state.closed = true;
+                }
+                Direct::No
+            }
+        };
+        if state.frame.capacity() > KEEP_FRAME {
+            state.frame = Vec::new();
+        }
+        outcome
     }
 }

@@ -15,7 +15,7 @@ use super::streamable::{Until, pump_stream};
 use super::{App, ready, refuse, status_of};
 use crate::jsonrpc::{Envelope, Kind};
 use crate::limits;
-use crate::mux::{Mux, SessionId, StreamTx};
+use crate::mux::{Mux, Reply, SessionId, StreamTx};
 
 pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
     if let Err(refused) = ready(mux) {
@@ -41,6 +41,12 @@ pub fn stream(app: &App, mux: &Mux, rq: Request, prefix: &str, extra: &Extra) {
     let endpoint = format!("{prefix}/messages/?session_id={session}");
     match sse.event("endpoint", &endpoint) {
         Ok(()) => {
+            // Replies are written by the child's stdout thread itself when they can be.
+            if let (Some(sink), Some(Reply::Direct { tx, .. })) =
+                (sse.allow_direct(), mux.legacy_reply(session))
+            {
+                tx.allow_direct(sink);
+            }
             if pump_stream(app, &mut sse, &rx, Until::SessionEnds) {
                 let _ = sse.finish(); // the client may be gone; nothing to report.
             }

@@ -349,6 +349,14 @@ pub(super) fn pump_stream(
             },
             recv(rx) -> message => {
                 let Ok(message) = message else { return true };
+                if message.flush {
+                    // A direct write left part of a message: it goes before anything else.
+                    if let Err(e) = sse.send_pending() {
+                        debug!("client left a stream: {e}");
+                        return false;
+                    }
+                    continue;
+                }
                 let ends = message.last && !matches!(until, Until::SessionEnds);
                 let id = message.id.map(|id| {
                     id_text.clear();

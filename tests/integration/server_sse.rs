@@ -270,3 +270,58 @@ fn a_client_that_only_half_closes_still_gets_its_events() {
     assert_eq!(posted.status, 202);
     read_until(&mut socket, &mut seen, "after-fin");
 }
+
+#[test]
+fn replies_to_a_client_that_reads_late_arrive_whole_and_in_order() {
+    // Replies are written to the stream by the child's stdout thread when the socket takes
+    // them at once. A client that does not read fills the socket: a reply goes out in part,
+    // the stream's thread sends the rest, and later messages queue behind it. (The fixture
+    // runs calls on threads of their own: replies to different calls come in any order.)
+    let p = Proxy::start(&["--debug", "--port", "0", "--", FIXTURE]);
+    let mut s = Legacy::open(&p.base, "/sse");
+    s.initialize(json!({}));
+    let mut expected = std::collections::HashMap::new();
+    let sizes = [3_000_000, 1_000_000, 4_000_000, 700_000, 10, 2_000_000];
+    for (id, bytes) in sizes.into_iter().enumerate() {
+        s.post(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"large","arguments":{"bytes":bytes}}}));
+        expected.insert(id as u64, bytes);
+    }
+    // Calls whose progress notifications (queued) come before their replies (direct).
+    for id in 100..120 {
+        s.post(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"progress","arguments":{"steps":3},"_meta":{"progressToken":id}}}));
+    }
+    p.wait_for_log("the stream's thread sends the rest");
+    let mut progress_seen = std::collections::HashMap::<u64, u64>::new();
+    let mut replies = 0;
+    while replies < sizes.len() + 20 {
+        let v = s.stream.next_message();
+        if v["method"] == "notifications/progress" {
+            let token = v["params"]["progressToken"].as_u64().unwrap();
+            let seen = progress_seen.entry(token).or_default();
+            *seen += 1;
+            assert_eq!(v["params"]["progress"], *seen, "{v}");
+            continue;
+        }
+        replies += 1;
+        let id = v["id"].as_u64().unwrap();
+        if id >= 100 {
+            assert_eq!(
+                progress_seen.get(&id),
+                Some(&3),
+                "progress before reply {id}"
+            );
+            continue;
+        }
+        let bytes = expected.remove(&id).expect("one reply per call");
+        let text = v["result"]["content"][0]["text"].as_str().unwrap();
+        assert_eq!(text.len(), bytes);
+        assert!(
+            text.as_bytes()
+                .chunks(10)
+                .all(|ch| ch == &b"0123456789"[..ch.len()])
+        );
+    }
+    assert!(expected.is_empty());
+}
