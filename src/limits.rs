@@ -35,6 +35,11 @@ pub const CHILD_STOP_GRACE: Duration = Duration::from_secs(2);
 /// reading; HTTP callers then wait up to [`CHILD_SEND_TIMEOUT`] and get 503.
 pub const CHILD_INPUT_BYTES: usize = 8 * 1024 * 1024;
 
+/// Messages waiting for one child's stdin beyond what its pipe holds, whatever their size:
+/// a child that does not read is found out after as many messages as before the backlog
+/// was counted in bytes (each waiting request also holds a routing entry).
+pub const CHILD_INPUT_MESSAGES: usize = 1024;
+
 /// How long an HTTP handler waits for room in a child's stdin backlog.
 pub const CHILD_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 

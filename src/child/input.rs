@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
+use crate::limits;
+
 /// Why a message was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
@@ -52,8 +54,14 @@ struct State {
     /// Bytes not yet in the pipe, from `written` on.
     backlog: Vec<u8>,
     written: usize,
+    /// Messages that went into the backlog since it was last empty (a second bound: many
+    /// small messages behind a child that does not read).
+    backlogged: usize,
     handles_gone: bool,
 }
+
+/// Backlog capacity kept once it is written; more goes back to the allocator.
+const KEEP_BACKLOG: usize = 64 * 1024;
 
 impl ChildInput {
     /// Makes `pipe` non-blocking and starts its `child-in` thread.
@@ -65,6 +73,7 @@ impl ChildInput {
                 pipe: Some(pipe),
                 backlog: Vec::new(),
                 written: 0,
+                backlogged: 0,
                 handles_gone: false,
             }),
             backlogged: Condvar::new(),
@@ -87,7 +96,7 @@ impl ChildInput {
             if state.pipe.is_none() {
                 return Err(SendError::Closed);
             }
-            if state.pending() < shared.limit {
+            if state.has_room(shared.limit) {
                 return shared.push(state, line);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -110,7 +119,7 @@ impl ChildInput {
         if state.pipe.is_none() {
             return Err(SendError::Closed);
         }
-        if state.pending() >= shared.limit {
+        if !state.has_room(shared.limit) {
             return Err(SendError::Full);
         }
         shared.push(state, line)
@@ -154,6 +163,7 @@ impl Shared {
                 state.backlog.extend_from_slice(&part[skip..]);
                 taken -= skip;
             }
+            state.backlogged += 1;
             drop(state);
             self.backlogged.notify_one();
         }
@@ -165,13 +175,21 @@ impl Shared {
         state.pipe = None;
         state.backlog = Vec::new();
         state.written = 0;
+        state.backlogged = 0;
         self.room.notify_all();
+        self.backlogged.notify_one();
     }
 }
 
 impl State {
     fn pending(&self) -> usize {
         self.backlog.len() - self.written
+    }
+
+    /// Whether a message may go in: the backlog is under both of its bounds (one message
+    /// may take it past the byte bound, however large, so that any message can be sent).
+    fn has_room(&self, limit: usize) -> bool {
+        self.pending() < limit && self.backlogged < limits::CHILD_INPUT_MESSAGES
     }
 
     /// Moves what the pipe takes now from the backlog into it.
@@ -184,9 +202,13 @@ impl State {
         }
         if self.written == self.backlog.len() {
             self.backlog.clear();
+            self.backlog.shrink_to(KEEP_BACKLOG);
             self.written = 0;
+            self.backlogged = 0;
         } else if self.written > self.backlog.len() / 2 {
             self.backlog.drain(..self.written);
+            self.backlog
+                .shrink_to(KEEP_BACKLOG.max(2 * self.backlog.len()));
             self.written = 0;
         }
         Ok(())
@@ -211,8 +233,12 @@ fn write_backlog(shared: &Shared) {
         // backlog exists and only this thread or a failed write closes, so the fd stays valid.
         let fd = pipe.as_raw_fd();
         drop(state);
-        wait_writable(fd);
+        let waited = wait_writable(fd);
         state = shared.lock();
+        if let Err(e) = waited {
+            shared.close(&mut state, &e);
+            return;
+        }
         if state.pipe.is_none() {
             return;
         }
@@ -238,14 +264,20 @@ fn set_nonblocking(pipe: &ChildStdin) -> std::io::Result<()> {
 }
 
 /// Blocks until `fd` can be written (or is broken: the write that follows says how).
-fn wait_writable(fd: i32) {
+fn wait_writable(fd: i32) -> std::io::Result<()> {
     let mut poll = libc::pollfd {
         fd,
         events: libc::POLLOUT,
         revents: 0,
     };
-    // SAFETY: one valid pollfd; EINTR just means we look again.
-    unsafe { libc::poll(&mut poll, 1, -1) };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut poll, 1, -1) } < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            return Err(e); // not a state that a retry would leave
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -309,6 +341,43 @@ mod tests {
         // The writer notices the broken pipe; waiting senders are told it is closed.
         let r = input.send_timeout(&line, Duration::from_secs(10));
         assert_eq!(r, Err(SendError::Closed));
+    }
+
+    #[test]
+    fn a_large_backlog_goes_back_to_the_allocator_once_written() {
+        let (c, stdin) = child("sleep 0.2; cat >/dev/null");
+        let input = ChildInput::start(stdin, "t", 8 << 20).unwrap();
+        input
+            .send_timeout(&"z".repeat(6 << 20), Duration::from_secs(10))
+            .unwrap();
+        let shared = &input.0.0;
+        let start = Instant::now();
+        while shared.lock().pending() > 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "never written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let capacity = shared.lock().backlog.capacity();
+        assert!(capacity <= KEEP_BACKLOG, "{capacity} bytes kept");
+        drop(input);
+        lines_of(c);
+    }
+
+    #[test]
+    fn many_small_messages_behind_a_child_that_does_not_read_are_refused() {
+        let (mut c, stdin) = child("exec sleep 30");
+        let input = ChildInput::start(stdin, "t", 8 << 20).unwrap();
+        let mut accepted = 0;
+        while input.try_send("{}").is_ok() {
+            accepted += 1;
+            assert!(accepted < 100_000, "no bound on the number of messages");
+        }
+        // The pipe holds 64 KiB of 3-byte lines, then the backlog takes its count.
+        assert!(
+            accepted <= 65_536 / 3 + limits::CHILD_INPUT_MESSAGES + 1,
+            "{accepted}"
+        );
+        c.kill().unwrap();
+        c.wait().unwrap();
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! gets an id `<stream>-<seq>` (unique in the session, naming its stream, spec F6), and a
 //! bounded buffer keeps recent events so a client that reconnects with `Last-Event-ID` gets
 //! what it missed on that stream, and only that stream (spec F7, E8).
-//! Touched under the mux's lock and never blocks (`offer` is `try_send`-like), except
-//! `offer_direct`, which a reply's deliverer calls after releasing the lock.
+//! Never blocks (`offer` is `try_send`-like). Offered to under the mux's lock, except for
+//! replies to a request (`offer_direct`, after the lock is released): a bound may then be
+//! passed by one message per thread offering at the same moment.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -216,7 +217,15 @@ impl StreamTx {
         {
             match direct.try_write(&message.text) {
                 Direct::Written => return Offer::Sent,
-                Direct::Partly => return self.offer(Outbound::flush()),
+                Direct::Partly => {
+                    // The rest is the connection's: wake its thread, whatever the bounds
+                    // (the marker carries no bytes).
+                    self.queued.messages.fetch_add(1, Ordering::Relaxed);
+                    let mut wake = Outbound::flush();
+                    wake.queued = Some(self.queued.clone());
+                    let _ = self.tx.send(wake);
+                    return Offer::Sent;
+                }
                 Direct::No => {}
             }
         }
