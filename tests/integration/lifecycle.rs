@@ -302,3 +302,45 @@ fn a_child_that_ignores_sigterm_is_killed() {
     assert_eq!(p.wait_exit(DEADLINE), Some(0));
     assert!(pids_running(&marker).is_empty(), "children left");
 }
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_proxy() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    // Whoever reads the proxy's stderr may go away (a supervisor, a desktop app's log pipe):
+    // every log line then fails to write, and must not take its thread down.
+    let mut child = Command::new(crate::support::PROXY)
+        .args(["--debug", "--port", "0", "--", FIXTURE])
+        .env_remove("SSE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let base = loop {
+        line.clear();
+        let n = stderr.read_line(&mut line).unwrap();
+        assert!(n > 0, "the proxy ended before listening");
+        if let Some(at) = line.find("listening on http://") {
+            let rest = &line[at + "listening on ".len()..];
+            break rest[..rest.find(char::is_whitespace).unwrap()].to_string();
+        }
+    };
+    drop(stderr);
+    let url = format!("{base}/mcp");
+    // Connection threads log each request (--debug); the child's stdout thread warns about
+    // the line that is not JSON.
+    let mut c = McpClient::connect(&url, json!({}));
+    assert_eq!(c.tool_text("garbage", json!({})), "garbage sent");
+    for i in 0..3 {
+        let message = format!("m{i}");
+        assert_eq!(c.tool_text("echo", json!({"message": message})), message);
+    }
+    let mut other = McpClient::connect(&url, json!({}));
+    assert_eq!(other.tool_text("echo", json!({"message": "x"})), "x");
+    kill_group(child);
+}

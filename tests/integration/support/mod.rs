@@ -176,7 +176,7 @@ fn send_signal(pid: i32, signal: i32) {
 }
 
 /// Kills `child`'s whole process group (it was started as a group leader) and reaps it.
-fn kill_group(mut child: Child) {
+pub fn kill_group(mut child: Child) {
     send_signal(-(child.id() as i32), 9);
     let _ = child.wait();
 }
