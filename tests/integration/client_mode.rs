@@ -14,7 +14,7 @@ use crate::support::fake_remote::{
 };
 use crate::support::stdio_client::StdioProxy;
 use crate::support::{
-    DEADLINE, FIXTURE, PROXY, Proxy, TempFile, free_port, process_alive, wait_until,
+    DEADLINE, FIXTURE, PROXY, ProcessGroup, Proxy, TempFile, free_port, process_alive, wait_until,
 };
 
 /// A start-up failure must be reported within this (the issue's bound).
@@ -1617,19 +1617,6 @@ fn protocol_era_modern_refuses_a_session_era_remote_at_start_up() {
 // ---- the local client going away (issue 5) ----------------------------------------------------
 
 /// A process group a test started (its leader is `sh`): SIGKILLed whole and reaped on drop.
-struct ProcessGroup(std::process::Child);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-9", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn exits_when_its_parent_dies_while_a_sibling_holds_stdin_open() {
     let state = Arc::new(Mutex::new(McpState::default()));

@@ -310,16 +310,18 @@ fn a_closed_stderr_does_not_stop_the_proxy() {
     use std::process::{Command, Stdio};
     // Whoever reads the proxy's stderr may go away (a supervisor, a desktop app's log pipe):
     // every log line then fails to write, and must not take its thread down.
-    let mut child = Command::new(crate::support::PROXY)
-        .args(["--debug", "--port", "0", "--", FIXTURE])
-        .env_remove("SSE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut proxy = ProcessGroup(
+        Command::new(crate::support::PROXY)
+            .args(["--debug", "--port", "0", "--", FIXTURE])
+            .env_remove("SSE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = std::io::BufReader::new(proxy.0.stderr.take().unwrap());
     let mut line = String::new();
     let base = loop {
         line.clear();
@@ -342,5 +344,4 @@ fn a_closed_stderr_does_not_stop_the_proxy() {
     }
     let mut other = McpClient::connect(&url, json!({}));
     assert_eq!(other.tool_text("echo", json!({"message": "x"})), "x");
-    kill_group(child);
 }

@@ -176,9 +176,20 @@ fn send_signal(pid: i32, signal: i32) {
 }
 
 /// Kills `child`'s whole process group (it was started as a group leader) and reaps it.
-pub fn kill_group(mut child: Child) {
+fn kill_group(mut child: Child) {
     send_signal(-(child.id() as i32), 9);
     let _ = child.wait();
+}
+
+/// A process started as a group leader, killed with its group when dropped (a failed test
+/// leaves nothing running).
+pub struct ProcessGroup(pub Child);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        send_signal(-(self.0.id() as i32), 9);
+        let _ = self.0.wait();
+    }
 }
 
 /// Copies `pipe`, line by line, into `log` on a thread of its own, until the pipe closes.
