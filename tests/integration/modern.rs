@@ -52,6 +52,20 @@ fn final_message(r: &Response) -> Value {
     }
 }
 
+/// POSTs `body` asking for an SSE reply, with the 2026-07-28 headers (`Mcp-Method` from the
+/// body, `Mcp-Name` when given), and returns the open stream.
+fn open_stream(url: &str, body: &Value, name: Option<&str>) -> SseClient {
+    let method = body["method"].as_str().expect("a request");
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", VERSION),
+        ("Mcp-Method", method),
+    ];
+    headers.extend(name.map(|n| ("Mcp-Name", n)));
+    SseClient::open("POST", url, &headers, &body.to_string())
+}
+
 fn proxy() -> Proxy {
     Proxy::start(&["--port", "0", "--", FIXTURE])
 }
@@ -445,18 +459,7 @@ fn closing_a_reply_stream_cancels_the_request_at_the_child() {
     // 300 steps 100 ms apart: the call would run 30 s if nobody cancelled it.
     let body = json!({"jsonrpc":"2.0","id":"long","method":"tools/call","params":{
         "name":"progress","arguments":{"steps":300,"interval_ms":100},"_meta":m}});
-    let mut s = SseClient::open(
-        "POST",
-        &p.url("/mcp"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("MCP-Protocol-Version", VERSION),
-            ("Mcp-Method", "tools/call"),
-            ("Mcp-Name", "progress"),
-        ],
-        &body.to_string(),
-    );
+    let mut s = open_stream(&p.url("/mcp"), &body, Some("progress"));
     assert_eq!(s.status, 200);
     assert_eq!(s.next_message()["method"], "notifications/progress");
     s.close();
@@ -475,17 +478,7 @@ fn listen_streams_carry_the_change_notifications_opted_in_to() {
     let body = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen","params":{
         "notifications": {"toolsListChanged": true, "resourceSubscriptions": ["example://greeting"]},
         "_meta": meta(json!({}))}});
-    let mut listen = SseClient::open(
-        "POST",
-        &url,
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("MCP-Protocol-Version", VERSION),
-            ("Mcp-Method", "subscriptions/listen"),
-        ],
-        &body.to_string(),
-    );
+    let mut listen = open_stream(&url, &body, None);
     assert_eq!(listen.status, 200);
     let ack = listen.next_message();
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
@@ -712,17 +705,7 @@ fn a_listen_stream_whose_client_hangs_up_ends_long_before_the_keepalive() {
     let p = Proxy::start(&["--sse-keepalive", "60", "--port", "0", "--", FIXTURE]);
     let body = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen","params":{
         "notifications": {"toolsListChanged": true}, "_meta": meta(json!({}))}});
-    let mut listen = SseClient::open(
-        "POST",
-        &p.url("/mcp"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("MCP-Protocol-Version", VERSION),
-            ("Mcp-Method", "subscriptions/listen"),
-        ],
-        &body.to_string(),
-    );
+    let mut listen = open_stream(&p.url("/mcp"), &body, None);
     assert_eq!(listen.status, 200);
     let ack = listen.next_message();
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
