@@ -207,6 +207,37 @@ fn note_event(tag: &str, end: &str) -> Vec<u8> {
     format!("data: {note}{end}{end}").into_bytes()
 }
 
+/// The reply a remote that sends malformed SSE gives to a `tools/call` of `tool` (`extra`
+/// lines go before the data in the "mixed" case), and whether its stream ends after it.
+fn malformed_reply(tool: &str, answer: &str, extra: &str) -> (Vec<u8>, bool) {
+    let mut b = Vec::new();
+    let ends = match tool {
+        "mixed" => {
+            b.extend(sse_garbage(tool));
+            b.extend(format!("retry: soon\r\n{extra}data: {answer}\r\n\r\n").bytes());
+            false
+        }
+        "bad-json" => {
+            b.extend(format!("data: {}\n\n", garbled(answer)).bytes());
+            false
+        }
+        "truncated" => {
+            b.extend(note_event("before-truncation", "\n"));
+            b.extend(format!("data: {}", &answer[..answer.len() / 2]).bytes());
+            true
+        }
+        "huge" => {
+            b.extend(huge_event());
+            true
+        }
+        _ => {
+            b.extend(format!("data: {answer}\n\n").bytes());
+            false
+        }
+    };
+    (b, ends)
+}
+
 /// Malformed SSE that must neither reach stdout nor end the stream: lines without a colon, an
 /// unknown field, a non-numeric `retry`, `data` that is not JSON (or not UTF-8), a BOM that is
 /// not at the start of the stream (so part of a field name), binary garbage, an event type
@@ -382,19 +413,8 @@ fn malformed_sse_from_a_streamable_http_remote_is_skipped_and_lost_answers_becom
                 let tool = m["params"]["name"].as_str().unwrap_or("");
                 let answer = answer(id, tool);
                 let mut b = BOM.to_vec();
-                match tool {
-                    "mixed" => {
-                        b.extend(sse_garbage(tool));
-                        b.extend(format!("retry: soon\r\nid: 9\r\ndata: {answer}\r\n\r\n").bytes());
-                    }
-                    "bad-json" => b.extend(format!("data: {}\n\n", garbled(&answer)).bytes()),
-                    "truncated" => {
-                        b.extend(note_event("before-truncation", "\n"));
-                        b.extend(format!("data: {}", &answer[..answer.len() / 2]).bytes());
-                    }
-                    "huge" => b.extend(huge_event()),
-                    _ => b.extend(format!("data: {answer}\n\n").bytes()),
-                }
+                // The stream ends after this reply, whatever it is.
+                b.extend(malformed_reply(tool, &answer, "id: 9\r\n").0);
                 let (response, tx) = FakeResponse::sse_bytes();
                 // Dropping the sender ends the stream once this is written.
                 tx.send(b).unwrap();
@@ -487,23 +507,9 @@ fn malformed_sse_from_a_legacy_sse_remote_is_skipped_and_lost_answers_become_err
             Some("tools/call") => {
                 let tool = m["params"]["name"].as_str().unwrap_or("");
                 let answer = answer(id, tool);
-                match tool {
-                    "mixed" => {
-                        bytes.extend(sse_garbage(tool));
-                        bytes.extend(format!("retry: soon\r\ndata: {answer}\r\n\r\n").bytes());
-                    }
-                    "bad-json" => bytes.extend(format!("data: {}\n\n", garbled(&answer)).bytes()),
-                    "truncated" => {
-                        bytes.extend(note_event("before-truncation", "\n"));
-                        bytes.extend(format!("data: {}", &answer[..answer.len() / 2]).bytes());
-                        end_stream = true;
-                    }
-                    "huge" => {
-                        bytes.extend(huge_event());
-                        end_stream = true;
-                    }
-                    _ => bytes.extend(format!("data: {answer}\n\n").bytes()),
-                }
+                let (reply, ends) = malformed_reply(tool, &answer, "");
+                bytes = reply;
+                end_stream = ends;
             }
             _ => {}
         }
