@@ -1101,11 +1101,7 @@ impl Bridge {
     }
 
     fn on_probe_answer(&mut self, status: u16, text: &str) {
-        let outcome = modern::classify(status, text);
-        if let Some(probe) = self.probe.as_mut() {
-            probe.decided = true;
-        }
-        self.probe_done(outcome);
+        self.probe_done(modern::classify(status, text));
     }
 
     /// What the probe found decides the era; the held messages go on.

@@ -27,6 +27,7 @@ use log::{debug, info, warn};
 use serde_json::{Map, Value, json};
 
 use super::stdio::StdinMessage;
+use crate::jsonrpc::envelope::splice;
 use crate::jsonrpc::tool_headers::{ToolHeaders, checked_header_params, encode_header_value};
 use crate::jsonrpc::{self, Envelope, Kind, envelope, error, meta};
 use crate::limits;
@@ -447,10 +448,15 @@ impl Modern {
                 self.on_subscription(&local_id, &method, param("uri"), now)
             }
             _ => {
-                let line = meta::add_to_meta(
-                    &message.text,
-                    &self.identity.meta_fields(self.log_level.as_deref()),
-                );
+                let fields = self.identity.meta_fields(self.log_level.as_deref());
+                // The envelope parsed above, not a second parse of the same line.
+                let line = match &env {
+                    Some(env) => {
+                        let (at, text) = meta::meta_insertion(&message.text, env, &fields);
+                        splice(&message.text, &mut [(at, &text)])
+                    }
+                    None => message.text.clone(),
+                };
                 let headers = request_headers(&method, env.as_ref(), &self.tools);
                 let call = Call {
                     local_id: local_id.clone(),
@@ -562,15 +568,13 @@ impl Modern {
             return Vec::new();
         };
         let env = Envelope::parse(&message.text).ok();
-        if let Some(err) = env.as_ref().and_then(|e| e.error) {
-            // The client refused what the remote asked: the request ends with its error.
+        if let Some(env) = env.as_ref().filter(|e| e.error.is_some() && e.id.is_some()) {
+            // The client refused what the remote asked: the request ends with its error, the
+            // client's own bytes under the request's id.
             let round = self.rounds.remove(&round_id).expect("found above");
             self.inputs.retain(|_, (r, _)| *r != round_id);
             let local_id = round.call.local_id;
-            let line = format!(
-                r#"{{"jsonrpc":"2.0","id":{local_id},"error":{}}}"#,
-                err.get()
-            );
+            let line = envelope::with_id(&message.text, env, &local_id);
             return vec![Action::Answer { local_id, line }];
         }
         let answer = env.and_then(|e| e.result).map_or("null", |r| r.get());
@@ -730,8 +734,7 @@ impl Modern {
         let before = tools.len();
         tools.retain(|tool| {
             let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
-            let schema = tool.get("inputSchema").cloned().unwrap_or(Value::Null);
-            match checked_header_params(&schema) {
+            match checked_header_params(tool.get("inputSchema").unwrap_or(&Value::Null)) {
                 Ok(params) => {
                     if params.is_empty() {
                         self.tools.remove(name);

@@ -15,29 +15,20 @@ pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// `_meta` key of the server's name and version in a result.
 pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
-/// `line` (one request) with `fields` (JSON members, no braces) added to `params._meta`,
-/// creating `_meta` or `params` as needed. The rest of the bytes stay as they are.
-pub fn add_to_meta(line: &str, fields: &str) -> String {
-    let Ok(env) = Envelope::parse(line) else {
-        return line.to_string();
-    };
-    let insert_into = |object: &str| -> (usize, String) {
-        let start = span_of(line, object).start + 1;
-        let empty = object[1..object.len() - 1].trim().is_empty();
-        (
-            start,
-            if empty {
-                fields.to_string()
-            } else {
-                format!("{fields},")
-            },
-        )
-    };
+/// Where and what to insert into `line` (whose envelope is `env`) to add `fields` (JSON
+/// members, no braces) to `params._meta`, creating `_meta` or `params` as needed; every other
+/// byte stays. Callers splice it with their other edits to the line, on the envelope they
+/// parsed already.
+pub fn meta_insertion(
+    line: &str,
+    env: &Envelope<'_>,
+    fields: &str,
+) -> (std::ops::Range<usize>, String) {
     let (at, text) = match env.params.filter(|p| p.get().starts_with('{')) {
         Some(params) => match param_of(params, "_meta").filter(|m| m.get().starts_with('{')) {
-            Some(meta) => insert_into(meta.get()),
+            Some(meta) => insert_first(line, meta.get(), fields),
             None => {
-                let (at, rest) = insert_into(params.get());
+                let (at, rest) = insert_first(line, params.get(), fields);
                 let comma = if rest.ends_with(',') { "," } else { "" };
                 (at, format!(r#""_meta":{{{fields}}}{comma}"#))
             }
@@ -48,7 +39,20 @@ pub fn add_to_meta(line: &str, fields: &str) -> String {
             (end, format!(r#","params":{{"_meta":{{{fields}}}}}"#))
         }
     };
-    splice(line, &mut [(at..at, &text)])
+    (at..at, text)
+}
+
+/// Where `fields` go to become the first members of `object` (a JSON object inside `line`),
+/// and the text to insert there: with a comma when other members follow.
+fn insert_first(line: &str, object: &str, fields: &str) -> (usize, String) {
+    let at = span_of(line, object).start + 1;
+    let empty = object[1..object.len() - 1].trim().is_empty();
+    let text = if empty {
+        fields.to_string()
+    } else {
+        format!("{fields},")
+    };
+    (at, text)
 }
 
 /// The request `line` under `new_id` (raw JSON), with `fields` (JSON members, no braces) added
@@ -62,16 +66,8 @@ pub fn with_params_fields(line: &str, fields: &str, new_id: &str) -> String {
         edits.push((span_of(line, id.get()), new_id.to_string()));
     }
     if let Some(params) = env.params.filter(|p| p.get().starts_with('{')) {
-        let at = span_of(line, params.get()).start + 1;
-        let empty = params.get()[1..params.get().len() - 1].trim().is_empty();
-        edits.push((
-            at..at,
-            if empty {
-                fields.to_string()
-            } else {
-                format!("{fields},")
-            },
-        ));
+        let (at, text) = insert_first(line, params.get(), fields);
+        edits.push((at..at, text));
     }
     let mut borrowed: Vec<(std::ops::Range<usize>, &str)> =
         edits.iter().map(|(r, s)| (r.clone(), s.as_str())).collect();
@@ -81,6 +77,12 @@ pub fn with_params_fields(line: &str, fields: &str, new_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn add_to_meta(line: &str, fields: &str) -> String {
+        let env = Envelope::parse(line).unwrap();
+        let (at, text) = meta_insertion(line, &env, fields);
+        splice(line, &mut [(at, &text)])
+    }
 
     #[test]
     fn meta_is_added_wherever_it_goes() {

@@ -20,7 +20,6 @@ use super::stream::Outbound;
 use super::{ClientRequest, InitCache, Mux, Pending, State, canonical_id};
 use crate::jsonrpc;
 use crate::jsonrpc::envelope::Envelope;
-pub use crate::jsonrpc::meta::add_to_meta;
 use crate::jsonrpc::meta::with_params_fields;
 
 const VERSION: &str = "2026-07-28";

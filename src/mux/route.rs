@@ -119,7 +119,11 @@ impl Mux {
                 .get_mut(&session)
                 .ok_or(Refused::UnknownSession)?;
             if modern_child && !s.modern {
-                line = modern_child::add_to_meta(&line, &modern_child::meta_fields(s));
+                // Spliced again from the client's text, whose envelope is parsed already.
+                let (at, fields) =
+                    crate::jsonrpc::meta::meta_insertion(text, env, &modern_child::meta_fields(s));
+                edits.push((at, fields.as_str()));
+                line = splice(text, &mut edits);
             }
             let sent = modern_child.then(|| line.clone().into_boxed_str());
             s.in_flight.insert(canonical_id(client_id), proxy_id);
@@ -517,7 +521,7 @@ impl Mux {
                 let delivered = if let Reply::Direct { tx, .. } = &request.reply {
                     // Out of the lock: the connection may take the write from this thread.
                     drop(state);
-                    matches!(tx.offer_direct(Outbound::last(text.into())), Offer::Sent)
+                    matches!(tx.offer_reply(&text), Offer::Sent)
                 } else {
                     state.deliver_reply(
                         request.session,
