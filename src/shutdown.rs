@@ -87,10 +87,8 @@ pub fn watch_signals(
                 if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                     continue;
                 }
-                // Act before logging: a log line to a closed stderr panics this thread.
                 if shutdown.is_set() {
-                    use std::io::Write;
-                    let _ = writeln!(std::io::stderr(), "second signal {sig}: exiting now");
+                    log::warn!("second signal {sig}: exiting now");
                     force(sig);
                 } else {
                     shutdown.trigger();

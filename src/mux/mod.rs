@@ -189,8 +189,6 @@ pub struct MuxOptions {
 }
 
 impl State {
-    /// Delivers to a request's reply: a connection, or a resumable stream of the session
-    /// (which buffers it for a resume). False when nowhere would take it.
     /// Whether the child speaks 2026-07-28.
     fn child_is_modern(&self) -> bool {
         self.init.as_ref().is_some_and(|i| i.modern)
@@ -220,6 +218,8 @@ impl State {
             .then(|| release_subscription(&mut self.subscriptions, uri))
     }
 
+    /// Delivers to a request's reply: a connection, or a resumable stream of the session
+    /// (which buffers it for a resume). False when nowhere would take it.
     fn deliver_reply(&mut self, session: SessionId, reply: &Reply, message: Outbound) -> bool {
         match reply {
             Reply::Direct { tx, .. } => matches!(tx.offer(message), Offer::Sent),

@@ -4,7 +4,7 @@
 //! bounded buffer keeps recent events so a client that reconnects with `Last-Event-ID` gets
 //! what it missed on that stream, and only that stream (spec F7, E8).
 //! Never blocks (`offer` is `try_send`-like). Offered to under the mux's lock, except for
-//! replies to a request (`offer_direct`, after the lock is released): a bound may then be
+//! replies to a request (`offer_reply`, after the lock is released): a bound may then be
 //! passed by one message per thread offering at the same moment.
 
 use std::collections::VecDeque;
@@ -182,7 +182,7 @@ impl StreamTx {
         )
     }
 
-    /// Lets `writer` take messages offered with [`StreamTx::offer_direct`].
+    /// Lets `writer` take replies offered with [`StreamTx::offer_reply`].
     pub fn allow_direct(&self, writer: Arc<dyn DirectWrite>) {
         let _ = self.queued.direct.set(writer);
     }
@@ -206,16 +206,16 @@ impl StreamTx {
         }
     }
 
-    /// Like `offer`, but writes the message from this thread when the connection allows it
-    /// and nothing offered before waits unwritten (order is kept). Call it without the mux
-    /// lock: it may make a (non-blocking) system call.
-    pub fn offer_direct(&self, message: Outbound) -> Offer {
+    /// Offers a reply (`Outbound::last`), written from this thread when the connection allows
+    /// it and nothing offered before waits unwritten (order is kept); only a reply that goes
+    /// through the channel is copied. Call it without the mux lock: it may make a
+    /// (non-blocking) system call.
+    pub fn offer_reply(&self, text: &str) -> Offer {
         if let Some(direct) = self.queued.direct.get()
-            && !message.is_empty()
-            && message.id.is_none()
+            && !text.is_empty()
             && self.queued.messages.load(Ordering::Acquire) == 0
         {
-            match direct.try_write(&message.text) {
+            match direct.try_write(text) {
                 Direct::Written => return Offer::Sent,
                 Direct::Partly => {
                     // The rest is the connection's: wake its thread, whatever the bounds
@@ -229,7 +229,7 @@ impl StreamTx {
                 Direct::No => {}
             }
         }
-        self.offer(message)
+        self.offer(Outbound::last(text.into()))
     }
 
     pub fn key(&self) -> StreamKey {

@@ -93,8 +93,7 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        // mcp-proxy patch: a small stack (connection threads parse one HTTP head and one
-        // JSON-RPC envelope; serde_json stops at 128 levels), and a failed spawn drops the
+        // mcp-proxy patch: a stack of `STACK_BYTES` (see there), and a failed spawn drops the
         // task, closing its connection, instead of panicking the accept thread.
         let spawned = thread::Builder::new()
             .name("http".into())
