@@ -325,7 +325,9 @@ pub struct Modern {
     identity: Identity,
     capabilities: Value,
     init_result: String,
-    log_level: Option<String>,
+    /// The `_meta` members of every request (the identity and the log level): built when the
+    /// level changes, not per request.
+    meta_fields: String,
     /// Header parameters of the tools seen in `tools/list` results, by tool name.
     tools: ToolHeaders,
     /// Requests at the remote, by the id the remote sees.
@@ -347,9 +349,9 @@ impl Modern {
                 .get("capabilities")
                 .cloned()
                 .unwrap_or_else(|| json!({})),
+            meta_fields: identity.meta_fields(None),
             identity,
             init_result,
-            log_level: None,
             tools: HashMap::new(),
             calls: HashMap::new(),
             rounds: HashMap::new(),
@@ -435,7 +437,7 @@ impl Modern {
             "logging/setLevel" => match param("level") {
                 Some(level) => {
                     debug!("log level {level} for later requests");
-                    self.log_level = Some(level);
+                    self.meta_fields = self.identity.meta_fields(Some(&level));
                     vec![self.answer(&local_id, "{}")]
                 }
                 None => vec![self.refuse(
@@ -448,11 +450,11 @@ impl Modern {
                 self.on_subscription(&local_id, &method, param("uri"), now)
             }
             _ => {
-                let fields = self.identity.meta_fields(self.log_level.as_deref());
                 // The envelope parsed above, not a second parse of the same line.
                 let line = match &env {
                     Some(env) => {
-                        let (at, text) = meta::meta_insertion(&message.text, env, &fields);
+                        let (at, text) =
+                            meta::meta_insertion(&message.text, env, &self.meta_fields);
                         splice(&message.text, &mut [(at, &text)])
                     }
                     None => message.text.clone(),
