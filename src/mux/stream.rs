@@ -391,6 +391,68 @@ mod tests {
         assert_eq!(EventId::parse("17"), None);
     }
 
+    /// A connection that answers direct writes with `outcome` and records what it was given.
+    struct FakeDirect {
+        outcome: Direct,
+        written: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl DirectWrite for FakeDirect {
+        fn try_write(&self, json: &str) -> Direct {
+            self.written.lock().unwrap().push(json.to_string());
+            self.outcome
+        }
+    }
+
+    fn direct(outcome: Direct) -> Arc<FakeDirect> {
+        Arc::new(FakeDirect {
+            outcome,
+            written: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_reply_goes_direct_only_when_nothing_waits_before_it() {
+        let (tx, rx) = StreamTx::channel(8);
+        let fake = direct(Direct::Written);
+        tx.allow_direct(fake.clone());
+        assert!(matches!(tx.offer_reply("r1"), Offer::Sent));
+        assert_eq!(*fake.written.lock().unwrap(), ["r1"]);
+        assert_eq!(rx.len(), 0, "written, not queued");
+        // A queued message (held by the writer until it is dropped) keeps the next reply
+        // behind it, in the channel.
+        tx.offer(Outbound::message("n".into()));
+        assert!(matches!(tx.offer_reply("r2"), Offer::Sent));
+        assert_eq!(
+            fake.written.lock().unwrap().len(),
+            1,
+            "no direct write past a queue"
+        );
+        let held = rx.recv().unwrap();
+        assert_eq!(&*held.text, "n");
+        assert_eq!(&*rx.recv().unwrap().text, "r2");
+        // Written but not yet dropped: still counts as waiting.
+        assert!(matches!(tx.offer_reply("r3"), Offer::Sent));
+        assert_eq!(&*rx.recv().unwrap().text, "r3");
+        drop(held);
+        assert!(matches!(tx.offer_reply("r4"), Offer::Sent));
+        assert_eq!(*fake.written.lock().unwrap(), ["r1", "r4"]);
+    }
+
+    #[test]
+    fn a_partly_written_reply_wakes_its_writer_for_the_rest() {
+        let (tx, rx) = StreamTx::channel(1);
+        tx.allow_direct(direct(Direct::Partly));
+        assert!(matches!(tx.offer_reply("big"), Offer::Sent));
+        let wake = rx.try_recv().unwrap();
+        assert!(wake.flush && wake.is_empty());
+        // A direct write that takes nothing leaves the reply to the channel.
+        let (tx, rx) = StreamTx::channel(1);
+        tx.allow_direct(direct(Direct::No));
+        assert!(matches!(tx.offer_reply("r"), Offer::Sent));
+        assert_eq!(&*rx.try_recv().unwrap().text, "r");
+    }
+
     #[test]
     fn channel_is_bounded() {
         let (tx, rx) = StreamTx::channel(2);
