@@ -306,18 +306,11 @@ fn a_child_that_ignores_sigterm_is_killed() {
 #[test]
 fn a_closed_stderr_does_not_stop_the_proxy() {
     use std::io::BufRead;
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
     // Whoever reads the proxy's stderr may go away (a supervisor, a desktop app's log pipe):
     // every log line then fails to write, and must not take its thread down.
     let mut proxy = ProcessGroup(
-        Command::new(crate::support::PROXY)
-            .args(["--debug", "--port", "0", "--", FIXTURE])
-            .env_remove("SSE_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
+        Proxy::command(&["--debug", "--port", "0", "--", FIXTURE], &[])
+            .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -327,9 +320,8 @@ fn a_closed_stderr_does_not_stop_the_proxy() {
         line.clear();
         let n = stderr.read_line(&mut line).unwrap();
         assert!(n > 0, "the proxy ended before listening");
-        if let Some(at) = line.find("listening on http://") {
-            let rest = &line[at + "listening on ".len()..];
-            break rest[..rest.find(char::is_whitespace).unwrap()].to_string();
+        if let Some(base) = listening_base(&line) {
+            break base;
         }
     };
     drop(stderr);

@@ -72,8 +72,9 @@ impl Proxy {
         }
     }
 
-    /// Spawns without waiting for anything (for start-up failures).
-    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proxy {
+    /// The command that starts the proxy with `args`, in a process group of its own, stdout
+    /// and stderr piped.
+    pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(PROXY);
         command
             .args(args)
@@ -83,7 +84,12 @@ impl Proxy {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = command.spawn().expect("spawn mcp-proxy");
+        command
+    }
+
+    /// Spawns without waiting for anything (for start-up failures).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let mut child = Proxy::command(args, env).spawn().expect("spawn mcp-proxy");
         let log = Arc::new(Mutex::new(String::new()));
         let drains = vec![
             drain_into_log(child.stderr.take().unwrap(), &log),
@@ -99,10 +105,7 @@ impl Proxy {
     }
 
     fn find_base(&self) -> Option<String> {
-        let log = self.log.lock().unwrap();
-        let at = log.find("listening on http://")? + "listening on ".len();
-        let rest = &log[at..];
-        Some(rest[..rest.find(char::is_whitespace)?].to_string())
+        listening_base(&self.log.lock().unwrap())
     }
 
     pub fn stderr(&self) -> String {
@@ -179,6 +182,13 @@ fn send_signal(pid: i32, signal: i32) {
 fn kill_group(mut child: Child) {
     send_signal(-(child.id() as i32), 9);
     let _ = child.wait();
+}
+
+/// The base URL in the proxy's "listening on" line, if `log` has it.
+pub fn listening_base(log: &str) -> Option<String> {
+    let at = log.find("listening on http://")? + "listening on ".len();
+    let rest = &log[at..];
+    Some(rest[..rest.find(char::is_whitespace)?].to_string())
 }
 
 /// A process started as a group leader, killed with its group when dropped (a failed test
