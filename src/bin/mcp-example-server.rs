@@ -186,6 +186,13 @@ impl Server {
 
     fn handle_request(&'static self, id: Value, method: &str, params: Value) {
         match method {
+            // Answered at once; then this thread, the only one reading stdin, sleeps: a child
+            // that stops reading (tests of the proxy's backpressure). Not listed by tools/list.
+            "tools/call" if params["name"] == "stop_reading" => {
+                let ms = params["arguments"]["ms"].as_u64().unwrap_or(1000);
+                self.out.respond(&id, Ok(text_result("stopped reading")));
+                thread::sleep(Duration::from_millis(ms));
+            }
             // Its response is dropped if the call gets cancelled.
             "tools/call" => self
                 .running

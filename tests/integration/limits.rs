@@ -173,3 +173,33 @@ fn bad_limit_values_are_usage_errors() {
         assert_eq!(p.wait_exit(DEADLINE), Some(2), "{args:?}: {}", p.stderr());
     }
 }
+
+#[test]
+fn a_child_that_stops_reading_gets_its_callers_a_503_not_a_hang() {
+    // The child answers, then stops reading stdin for longer than the test. Its pipe fills,
+    // then the proxy's bounded backlog; the next message waits CHILD_SEND_TIMEOUT (10 s) for
+    // room and is refused with 503, so that memory stays bounded and nobody waits for ever.
+    let p = Proxy::start(&["--port", "0", "--", FIXTURE]);
+    let mut c = McpClient::connect(&p.url("/mcp"), json!({}));
+    let stopped = c.tool_text("stop_reading", json!({"ms": 60_000}));
+    assert_eq!(stopped, "stopped reading");
+    let padding = "x".repeat(64 * 1024);
+    let note = json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed",
+        "params":{"padding": padding}});
+    let start = Instant::now();
+    // 8 MiB of backlog is about 130 of these; the bound on messages (1,024) is far off.
+    for sent in 0..1_000 {
+        let r = c.post(&note, false);
+        if r.status == 503 {
+            assert!(r.body.contains("busy"), "{r:?}");
+            assert!(sent > 100, "refused after only {sent} messages");
+            assert!(
+                start.elapsed() >= Duration::from_secs(9),
+                "no wait for room"
+            );
+            return;
+        }
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    panic!("1,000 messages of 64 KiB were all accepted by a child that reads nothing");
+}
